@@ -21,7 +21,7 @@ from botocore.config import Config
 
 from chalicelib.config import get_settings
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _clients: dict[str, Any] = {}
 _session: boto3.session.Session | None = None
 

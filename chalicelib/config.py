@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit: str | None = None
 
-    compliance_standards: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["PCI-DSS", "HIPAA", "SOX", "GDPR"])
+    compliance_standards: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["PCI-DSS", "HIPAA", "SOX", "GDPR"])
     audit_log_encrypted: bool = True
     retention_days: int = 2555
     seal_interval: str = "5m"

@@ -20,6 +20,10 @@ pk                       sk                  what
 ``SYSTEM``               ``<name>``          bootstrap state, key checks
 =======================  ==================  ===============================================
 
+Secret META items carry ``kind = "SECRET"`` (listing index) and, when something is due for
+them, ``sched_pk`` (``ROTATION`` or ``PURGE``) and ``sched_at`` (ISO time), so scheduled jobs
+find due work with one Query instead of a scan.
+
 Audit table items: ``pk`` = ``STREAM#<stream id>``, ``sk`` = sequence number; the registry of
 streams is ``pk`` = ``STREAMS``, ``sk`` = 0-padded start time + stream id.
 """
@@ -29,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 SECRET_LIST_INDEX = "by_kind"
-ROTATION_DUE_INDEX = "rotation_due"
+SCHEDULE_INDEX = "scheduled"
 AUDIT_BY_SECRET = "by_secret"
 AUDIT_BY_ACTOR = "by_actor"
 AUDIT_BY_ACTION = "by_action"
@@ -58,8 +62,8 @@ def secrets_table_definition(table_name: str) -> dict[str, Any]:
             {"AttributeName": "sk", "AttributeType": "S"},
             {"AttributeName": "kind", "AttributeType": "S"},
             {"AttributeName": "secret_id", "AttributeType": "S"},
-            {"AttributeName": "rotation_due_pk", "AttributeType": "S"},
-            {"AttributeName": "next_rotation_at", "AttributeType": "S"},
+            {"AttributeName": "sched_pk", "AttributeType": "S"},
+            {"AttributeName": "sched_at", "AttributeType": "S"},
         ],
         "KeySchema": [
             {"AttributeName": "pk", "KeyType": "HASH"},
@@ -67,7 +71,7 @@ def secrets_table_definition(table_name: str) -> dict[str, Any]:
         ],
         "GlobalSecondaryIndexes": [
             _gsi(SECRET_LIST_INDEX, "kind", "secret_id"),
-            _gsi(ROTATION_DUE_INDEX, "rotation_due_pk", "next_rotation_at"),
+            _gsi(SCHEDULE_INDEX, "sched_pk", "sched_at"),
         ],
     }
 
