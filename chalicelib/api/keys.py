@@ -1,0 +1,7 @@
+"""Keys routes."""
+
+from __future__ import annotations
+
+from chalice import Blueprint
+
+keys_api = Blueprint(__name__)

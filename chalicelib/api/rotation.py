@@ -1,0 +1,7 @@
+"""Rotation routes."""
+
+from __future__ import annotations
+
+from chalice import Blueprint
+
+rotation_api = Blueprint(__name__)
