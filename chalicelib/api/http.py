@@ -14,7 +14,7 @@ import functools
 import ipaddress
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -65,13 +65,15 @@ def endpoint(*, public: bool = False) -> Callable[[Callable[..., Any]], Callable
 def error_response(error: VSecureError) -> Response:
     if error.status >= 500:
         logger.warning("request failed", extra={"code": error.code, "status": error.status})
-    return Response(status_code=error.status, body=error.to_body(), headers=dict(error.headers))
+    headers: dict[str, str | list[str]] = dict(error.headers)
+    return Response(status_code=error.status, body=error.to_body(), headers=headers)
 
 
 def _request() -> Request:
     from app import app
 
-    request: Request = app.current_request
+    request = app.current_request
+    assert request is not None, "no request in flight"
     return request
 
 
@@ -150,7 +152,7 @@ def parse_body(model: type[ModelT]) -> ModelT:
 
 
 def query(name: str) -> str | None:
-    params = _request().query_params or {}
+    params: Mapping[str, str] = _request().query_params or {}
     value = params.get(name)
     return value if value not in (None, "") else None
 
@@ -181,4 +183,4 @@ def path_id(raw: str) -> str:
 
 def respond(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return Response(status_code=status, body=body, headers=headers or {})
+    return Response(status_code=status, body=body, headers=dict(headers or {}))

@@ -21,7 +21,7 @@ def store_secret() -> Response:
 @secrets_api.route("/secrets", methods=["GET"])
 @endpoint()
 def list_secrets() -> Response:
-    answer = get_vault_service().list(
+    answer = get_vault_service().list_secrets(
         current_caller(), secret_type=query("type"), tag=query("tag"), prefix=query("prefix"),
         limit=query_int("limit") or 50, next_token=query("nextToken"),
         include_deleted=query_bool("includeDeleted"))

@@ -286,7 +286,7 @@ class VaultService:
                         created_at=v.created_at, created_by=v.created_by, source=v.source)
             for v in versions])
 
-    def list(self, caller: Caller, *, secret_type: str | None = None, tag: str | None = None,
+    def list_secrets(self, caller: Caller, *, secret_type: str | None = None, tag: str | None = None,
              prefix: str | None = None, limit: int = 50, next_token: str | None = None,
              include_deleted: bool = False) -> ListSecretsResponse:
         if not 1 <= limit <= 100:

@@ -162,7 +162,7 @@ def test_every_operation_is_audited_without_the_value(service: VaultService, rep
     service.retrieve(ROOT, "db_password", reason="database_connection")
     service.describe(ROOT, "db_password")
     service.versions(ROOT, "db_password")
-    service.list(ROOT)
+    service.list_secrets(ROOT)
     actions = [e.action for e in repo.events]
     assert actions == [Action.SECRET_STORE, Action.SECRET_READ, Action.SECRET_DESCRIBE, Action.SECRET_VERSIONS,
                        Action.SECRET_LIST]
@@ -205,10 +205,10 @@ def test_list_shows_only_visible_secrets_with_filters(service: VaultService) -> 
         service.store(ROOT, StoreSecretRequest.model_validate(
             {"secretId": secret_id, "value": value, "type": secret_type, "tags": tags}))
     ids = lambda answer: [s.secret_id for s in answer.secrets]  # noqa: E731
-    assert ids(service.list(ROOT, prefix="prod/")) == ["prod/a", "prod/b"]
-    assert ids(service.list(ROOT, tag="production")) == ["prod/a"]
-    assert ids(service.list(ROOT, secret_type="configuration")) == ["dev/c"]
-    assert ids(service.list(caller("stranger"))) == []
+    assert ids(service.list_secrets(ROOT, prefix="prod/")) == ["prod/a", "prod/b"]
+    assert ids(service.list_secrets(ROOT, tag="production")) == ["prod/a"]
+    assert ids(service.list_secrets(ROOT, secret_type="configuration")) == ["dev/c"]
+    assert ids(service.list_secrets(caller("stranger"))) == []
 
 
 def test_secret_ids_are_checked(service: VaultService) -> None:
