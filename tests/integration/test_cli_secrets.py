@@ -21,6 +21,7 @@ Run = Callable[..., Result]
 def run(api_server: str, root_token: str, monkeypatch: pytest.MonkeyPatch) -> Run:
     monkeypatch.setenv("V_SECURE_ENDPOINT", api_server)
     monkeypatch.setenv("V_SECURE_TOKEN", root_token)
+    monkeypatch.setenv("COLUMNS", "250")  # wide enough that table output does not fold ids
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None, ok: bool = True) -> Result:
@@ -50,7 +51,7 @@ def test_the_readme_walkthrough(run: Run) -> None:
     assert run("secret", "get", "--secret-id", secret_id, "--output", "text").stdout.strip() == \
         "super_secret_password_123"
     assert as_json(run("secret", "get", "--secret-id", secret_id, "--version", "2"))["value"] == "second"
-    table = run("secret", "list", "--output", "table").stdout
+    table = run("secret", "list", "--prefix", secret_id, "--output", "table").stdout
     assert secret_id in table
     run("secret", "delete", "--secret-id", secret_id, "--recovery-window-days", "7")
     deleted = run("secret", "get", "--secret-id", secret_id, ok=False)
