@@ -6,6 +6,7 @@ from chalicelib import jobs
 from chalicelib.api.access import access_api
 from chalicelib.api.audit import audit_api
 from chalicelib.api.compliance import compliance_api
+from chalicelib.api.jwks import jwks_api
 from chalicelib.api.keys import keys_api
 from chalicelib.api.principals import principals_api
 from chalicelib.api.rotation import rotation_api
@@ -14,7 +15,7 @@ from chalicelib.api.system import system_api
 
 app = Chalice(app_name="v-secure")
 for blueprint in (system_api, secrets_api, principals_api, access_api, audit_api, rotation_api,
-                  compliance_api, keys_api):
+                  compliance_api, keys_api, jwks_api):
     app.register_blueprint(blueprint)
 
 
