@@ -34,6 +34,8 @@ class SecretRecord(BaseModel):
     compliance: list[str] = Field(default_factory=list)
     rotation: dict[str, Any] | None = None
     rollout: dict[str, Any] | None = None
+    rotation_run: dict[str, Any] | None = None
+    """The rotation run in progress: ``{"id": <run id>, "step": <step>}`` (one at a time per secret)."""
     value_schema: dict[str, Any] | None = None
     created_at: datetime
     created_by: str

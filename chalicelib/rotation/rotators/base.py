@@ -52,6 +52,8 @@ class RotationContext:
     """The value of the CURRENT version (None for a first rotation of an empty secret)."""
     resolve_secret: Callable[[str], str] | None = None
     """Reads another secret by id as the system principal (audited), e.g. a master credential."""
+    value_schema: dict[str, Any] | None = None
+    """The secret's JSON Schema for its values (``configuration`` secrets)."""
 
 
 class Rotator(Protocol):

@@ -1,0 +1,83 @@
+"""Domain events to EventBridge (the :class:`~chalicelib.ports.Notifier` adapter).
+
+Events go to the bus ``V_SECURE_EVENT_BUS`` with source ``v-secure`` and a detail type such as
+``RotationStarted``, ``SecretRotated``, ``RotationFailed`` or ``RotationRolledBack``. The detail
+never holds a value: ids, versions, strategy, status, the failing step and error code.
+
+Publishing happens after the change it reports was committed. A failure to publish is logged
+and does not undo the change (the audit log, written in the change's transaction, is the record).
+
+Example::
+
+    get_notifier().publish("SecretRotated", {"secretId": "prod/db", "oldVersion": 2, "newVersion": 3})
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.logging import logger
+from chalicelib.ports import Notifier
+
+SOURCE = "v-secure"
+ROTATION_STARTED = "RotationStarted"
+SECRET_ROTATED = "SecretRotated"
+ROTATION_FAILED = "RotationFailed"
+ROTATION_ROLLED_BACK = "RotationRolledBack"
+
+
+class EventBridgeNotifier:
+    """Puts one event per call on an EventBridge bus."""
+
+    def __init__(self, events: Any, bus: str, source: str = SOURCE) -> None:
+        self._events = events
+        self._bus = bus
+        self._source = source
+
+    def publish(self, detail_type: str, detail: Mapping[str, object]) -> None:
+        entry = {"Source": self._source, "DetailType": detail_type, "EventBusName": self._bus,
+                 "Time": datetime.now(UTC), "Detail": json.dumps(dict(detail), default=str, sort_keys=True)}
+        try:
+            answer = self._events.put_events(Entries=[entry])
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("event not published", extra={"detail_type": detail_type,
+                                                          "error": type(error).__name__})
+            return
+        if answer.get("FailedEntryCount"):
+            failed = answer.get("Entries", [{}])[0]
+            logger.warning("event not published", extra={"detail_type": detail_type,
+                                                          "error": failed.get("ErrorCode", "unknown")})
+
+
+class NullNotifier:
+    """Drops every event (rotation disabled for events, or tests that do not look)."""
+
+    def publish(self, detail_type: str, detail: Mapping[str, object]) -> None:
+        return None
+
+
+_notifier: Notifier | None = None
+_lock = threading.Lock()
+
+
+def get_notifier() -> Notifier:
+    global _notifier
+    if _notifier is None:
+        with _lock:
+            if _notifier is None:
+                from chalicelib.aws import client
+                from chalicelib.config import get_settings
+
+                _notifier = EventBridgeNotifier(client("events"), get_settings().event_bus)
+    return _notifier
+
+
+def reset_notifier() -> None:
+    global _notifier
+    _notifier = None
