@@ -95,7 +95,8 @@ def banner(*, api_url: str, aws: LocalAws, profile_path: Path, token: str | None
         if print_token:
             lines.append(f"    Root token:    {token}")
     else:
-        lines.append(f"    Root token:    NOT created; profile {DEFAULT_PROFILE!r} in {profile_path} has none")
+        lines.append(f"    Root token:    NOT created (profile {DEFAULT_PROFILE!r} in {profile_path} "
+                     "has no token)")
     if jobs:
         lines.append(f"    Scheduled:     {', '.join(jobs)}")
     lines += [""]

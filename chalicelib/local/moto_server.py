@@ -7,6 +7,9 @@ happens when :meth:`MotoServer.stop` closes the pipe *and* when the parent dies 
 (even ``SIGKILL``), so a moto server never outlives the process that started it. The child runs
 in its own session, so Ctrl-C reaches only the parent, which stops the child in order.
 
+Requests are let into moto one at a time (:class:`SerializedWsgi`), because moto's DynamoDB
+transactions are not atomic under concurrent requests.
+
 Example::
 
     with MotoServer(port=0) as moto:
@@ -23,10 +26,13 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +178,38 @@ class MotoServer:
         self.stop()
 
 
+class SerializedWsgi:
+    """WSGI wrapper that lets one request at a time into moto (except long polls).
+
+    moto's backends are not thread-safe: ``TransactWriteItems`` checks its conditions and
+    writes without a lock, and rolls back a failed transaction by restoring a copy of the whole
+    table, which also erases writes that other requests made meanwhile. Under concurrent
+    writers that breaks DynamoDB's check-and-set guarantees (two winners, lost versions).
+    Requests that may wait (SQS ``ReceiveMessage`` long polls) bypass the lock so they cannot
+    stall everything else.
+
+    Example::
+
+        make_server(host, port, SerializedWsgi(DomainDispatcherApplication(create_backend_app)))
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def may_wait(environ: dict[str, Any]) -> bool:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        return target.endswith(".ReceiveMessage") or "Action=ReceiveMessage" in str(
+            environ.get("QUERY_STRING", ""))
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self.may_wait(environ):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
 def _child_main(argv: list[str] | None = None) -> int:
     """Child process: serve moto, print ``{"port": N}``, exit when stdin closes."""
     import argparse
@@ -181,15 +219,13 @@ def _child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args(argv)
 
-    import threading
-
     from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per AWS call
     try:
-        server = make_server(args.host, args.port, DomainDispatcherApplication(create_backend_app),
-                             threaded=True, request_handler=MotoRequestHandler)
+        app = SerializedWsgi(DomainDispatcherApplication(create_backend_app))
+        server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     except OSError as error:
         print(f"moto server: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
