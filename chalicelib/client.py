@@ -27,6 +27,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from chalicelib import errors
+from chalicelib.access_control import wire as access_wire
+from chalicelib.audit import query as audit_wire
 from chalicelib.cli.profiles import DEFAULT_PROFILE, load_profile
 from chalicelib.config import parse_duration
 from chalicelib.models import (
@@ -50,6 +52,8 @@ from chalicelib.models import (
     TokenList,
     VersionsResponse,
 )
+from chalicelib.rotation import models as rotation_wire
+from chalicelib.vault.keys import models as keys_wire
 
 __all__ = [
     "ClientSideError",
@@ -540,6 +544,48 @@ class VSecurity:
     def revoke_token(self, principal_id: str, token_id: str) -> TokenInfo:
         return self._call(TokenInfo, "DELETE", path("principals", principal_id, "tokens", token_id))
 
+    # --- keys (global admin) ---------------------------------------------------------------
+
+    def key_status(self, limit: int | None = None, next_token: str | None = None) -> keys_wire.KeyStatus:
+        """One page of ``GET /keys/status``; :meth:`key_status_all` adds all pages up."""
+        return self._call(keys_wire.KeyStatus, "GET", "/keys/status", {"limit": limit, "nextToken": next_token})
+
+    def key_status_all(self, limit: int | None = None) -> keys_wire.KeyStatus:
+        """How many envelopes each master key wraps, over the whole vault."""
+        from chalicelib.vault.keys.status import merge
+
+        pages = []
+        token: str | None = None
+        while True:
+            page = self.key_status(limit=limit, next_token=token)
+            pages.append(page)
+            token = page.next_token
+            if not token:
+                return merge(pages)
+
+    def rotate_key(self, on_demand: bool = False,
+                   rotation_period_days: int | None = None) -> keys_wire.KeyRotation:
+        """``POST /keys/rotate``: KMS rotation, or a new PKCS#11 / passphrase key version."""
+        body = keys_wire.RotateKeyRequest(on_demand=on_demand, rotation_period_days=rotation_period_days)
+        return self._call(keys_wire.KeyRotation, "POST", "/keys/rotate", json=body.wire())
+
+    def rewrap_keys(self, job_id: str | None = None, from_key: str | None = None, to_key: str | None = None,
+                    include_target: bool = False, limit: int | None = None) -> keys_wire.RewrapProgress:
+        """One batch of ``POST /keys/rewrap``: starts a job without ``job_id``, else goes on with it."""
+        body: dict[str, Any] = {"jobId": job_id, "from": from_key, "to": to_key, "limit": limit,
+                                "includeTarget": True if include_target else None}
+        return self._call(keys_wire.RewrapProgress, "POST", "/keys/rewrap",
+                          json={k: v for k, v in body.items() if v is not None})
+
+    def iter_rewrap(self, from_key: str | None = None, to_key: str | None = None, include_target: bool = False,
+                    limit: int | None = None, job_id: str | None = None) -> Iterator[keys_wire.RewrapProgress]:
+        """Run a rewrap job to its end, yielding the progress after each batch."""
+        progress = self.rewrap_keys(job_id, from_key, to_key, include_target, limit)
+        yield progress
+        while not progress.done:
+            progress = self.rewrap_keys(progress.job_id, limit=limit)
+            yield progress
+
     # Last in the class: inside the class body the name ``list`` means this method.
     def list(self, type: str | None = None, tag: str | None = None, prefix: str | None = None,
              limit: int | None = None, next_token: str | None = None,
@@ -548,3 +594,198 @@ class VSecurity:
         params = {"type": type, "tag": tag, "prefix": prefix, "limit": limit, "nextToken": next_token,
                   "includeDeleted": True if include_deleted else None}
         return self._call(ListSecretsResponse, "GET", "/secrets", params)
+
+    # --- access control: a secret's access document, groups, prefix policies, MFA ----------
+    # (``StrList`` rather than ``list[str]`` below: ``list`` is the method above here.)
+
+    def get_access(self, secret_id: str) -> access_wire.AccessPolicy:
+        """The spec's access document: ``permissions``, ``deny``, ``constraints``, covering ``policies``."""
+        return self._call(access_wire.AccessPolicy, "GET", path("secrets", secret_id, "access"))
+
+    def put_access(self, secret_id: str, permissions: dict[str, StrList] | None = None,
+                   deny: dict[str, StrList] | None = None, constraints: Constraints | dict[str, Any] | None = None,
+                   reason: str | None = None) -> access_wire.AccessPolicy:
+        """Replace the fields given (the others are kept)."""
+        body = self._wire(access_wire.AccessUpdate, {"permissions": permissions, "deny": deny,
+                                                     "constraints": constraints, "reason": reason})
+        return self._call(access_wire.AccessPolicy, "PUT", path("secrets", secret_id, "access"), json=body)
+
+    def set_constraints(self, secret_id: str, ip_whitelist: StrList | None = None, require_mfa: bool = False,
+                        rate_limit: str | None = None) -> access_wire.AccessPolicy:
+        """Replace the secret's whole ``constraints`` block (nothing given: no constraints)."""
+        constraints = {"ip_whitelist": ip_whitelist or None, "require_mfa": require_mfa or None,
+                       "rate_limit": rate_limit}
+        return self.put_access(secret_id, constraints=constraints)
+
+    def grant(self, secret_id: str, to: str, permissions: StrList, deny: bool = False,
+              reason: str | None = None) -> access_wire.AccessPolicy:
+        """Grant ``permissions`` to a principal or group (``deny=True``: deny them explicitly)."""
+        body = self._wire(access_wire.GrantRequest, {"to": to, "permissions": permissions,
+                                                     "effect": "deny" if deny else "allow", "reason": reason})
+        return self._call(access_wire.AccessPolicy, "POST", path("secrets", secret_id, "access", "grant"), json=body)
+
+    def revoke(self, secret_id: str, from_: str, permissions: StrList | None = None, deny: bool = False,
+               reason: str | None = None) -> access_wire.AccessPolicy:
+        """Revoke ``permissions`` (all of them when None) from a principal or group, or lift a deny."""
+        body = self._wire(access_wire.RevokeRequest, {"from": from_, "permissions": permissions or [],
+                                                      "effect": "deny" if deny else "allow", "reason": reason})
+        return self._call(access_wire.AccessPolicy, "POST", path("secrets", secret_id, "access", "revoke"),
+                          json=body)
+
+    def list_groups(self) -> access_wire.GroupList:
+        return self._call(access_wire.GroupList, "GET", "/groups")
+
+    def get_group(self, group: str) -> access_wire.GroupInfo:
+        return self._call(access_wire.GroupInfo, "GET", path("groups", group))
+
+    def add_group_member(self, group: str, principal_id: str) -> access_wire.GroupInfo:
+        return self._call(access_wire.GroupInfo, "PUT", path("groups", group, "members", principal_id))
+
+    def remove_group_member(self, group: str, principal_id: str) -> access_wire.GroupInfo:
+        return self._call(access_wire.GroupInfo, "DELETE", path("groups", group, "members", principal_id))
+
+    def list_policies(self) -> access_wire.PolicyList:
+        return self._call(access_wire.PolicyList, "GET", "/policies")
+
+    def get_policy(self, name: str) -> access_wire.PolicyDocument:
+        return self._call(access_wire.PolicyDocument, "GET", path("policies", name))
+
+    def put_policy(self, name: str, pattern: str, allow: dict[str, StrList] | None = None,
+                   deny: dict[str, StrList] | None = None,
+                   description: str | None = None) -> access_wire.PolicyDocument:
+        """Create or replace the prefix policy ``name`` over ids matching ``pattern`` (``prod/*``)."""
+        body = self._wire(access_wire.PolicyRequest, {"pattern": pattern, "allow": allow or {},
+                                                      "deny": deny or {}, "description": description})
+        return self._call(access_wire.PolicyDocument, "PUT", path("policies", name), json=body)
+
+    def delete_policy(self, name: str) -> access_wire.PolicyDocument:
+        return self._call(access_wire.PolicyDocument, "DELETE", path("policies", name))
+
+    def mfa_status(self) -> access_wire.MfaStatus:
+        return self._call(access_wire.MfaStatus, "GET", "/auth/mfa")
+
+    def mfa_setup(self) -> access_wire.MfaSetup:
+        """Start TOTP enrolment; the result's ``otpauth_uri`` (with the seed) is shown once."""
+        return self._call(access_wire.MfaSetup, "POST", "/auth/mfa/setup")
+
+    def mfa_activate(self, code: str) -> access_wire.MfaStatus:
+        body = self._wire(access_wire.MfaCodeRequest, {"code": code})
+        return self._call(access_wire.MfaStatus, "POST", "/auth/mfa/activate", json=body)
+
+    def mfa_disable(self, code: str | None = None, principal_id: str | None = None) -> access_wire.MfaStatus:
+        """Disable MFA with a valid code, or (global admin) reset ``principal_id``'s MFA."""
+        body = self._wire(access_wire.MfaCodeRequest, {"code": code, "principal_id": principal_id})
+        return self._call(access_wire.MfaStatus, "POST", "/auth/mfa/disable", json=body)
+
+    @staticmethod
+    def _wire(model: type[BaseModel], fields: dict[str, Any]) -> Json:
+        """Validate a request body here (a clear InvalidRequest before any network call)."""
+        try:
+            request = model.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            raise errors.InvalidRequest(_validation_message(exc)) from None
+        body: Json = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return body
+
+    # --- audit -----------------------------------------------------------------------------
+
+    def audit_trail(self, secret_id: str | None = None, start_date: str | datetime | None = None,
+                    end_date: str | datetime | None = None, action: str | None = None, actor: str | None = None,
+                    status: str | None = None, limit: int | None = None,
+                    next_token: str | None = None) -> audit_wire.AuditTrail:
+        """One page of audit entries, newest first (the spec's ``auditTrail``).
+
+        ``action`` is an action, a comma-separated list, or an alias (``retrieve``, ``rotation``).
+        """
+        params = {"secretId": secret_id, "startDate": self._audit_time(start_date),
+                  "endDate": self._audit_time(end_date), "action": action, "actor": actor, "status": status,
+                  "limit": limit, "nextToken": next_token}
+        return self._call(audit_wire.AuditTrail, "GET", "/audit", params)
+
+    def iter_audit(self, secret_id: str | None = None, start_date: str | datetime | None = None,
+                   end_date: str | datetime | None = None, action: str | None = None, actor: str | None = None,
+                   status: str | None = None, page_size: int | None = None) -> Iterator[audit_wire.AuditEntry]:
+        """Every matching audit entry, newest first, following ``nextToken``."""
+        next_token: str | None = None
+        while True:
+            page = self.audit_trail(secret_id, start_date, end_date, action, actor, status, page_size, next_token)
+            yield from page.entries
+            if not page.next_token or page.next_token == next_token:
+                return
+            next_token = page.next_token
+
+    def audit_event(self, stream_id: str, seq: int) -> audit_wire.AuditEntry:
+        """One audit event by its stream and sequence number."""
+        return self._call(audit_wire.AuditEntry, "GET", path("audit", "streams", stream_id, "events", seq))
+
+    def audit_hash(self, value: str) -> str:
+        """``hmac-sha256:...`` of ``value``, as audit events record request fields that could be secret."""
+        body = self._wire(audit_wire.HashRequest, {"value": value})
+        return self._call(audit_wire.HashResponse, "POST", "/audit/hash", json=body).hash
+
+    def audit_seal(self) -> audit_wire.SealResponse:
+        """Seal closed audit segments now (the scheduled sealer does it every few minutes)."""
+        return self._call(audit_wire.SealResponse, "POST", "/audit/seal")
+
+    def audit_verify(self, start_date: str | datetime | None = None,
+                     end_date: str | datetime | None = None) -> audit_wire.VerifyResponse:
+        """Server-side verification (``v-secure audit verify`` checks on this side, offline-capable)."""
+        params = {"startDate": self._audit_time(start_date), "endDate": self._audit_time(end_date)}
+        return self._call(audit_wire.VerifyResponse, "GET", "/audit/verify", params)
+
+    def audit_public_key(self) -> str:
+        """The audit digest signing key's public key (PEM), to pin for offline verification."""
+        return str(self.request("GET", "/audit/public-key").get("publicKey", ""))
+
+    @staticmethod
+    def _audit_time(value: str | datetime | None) -> str | None:
+        return value.isoformat() if isinstance(value, datetime) else value
+
+    # --- rotation --------------------------------------------------------------------------
+
+    def configure(self, secret_id: str, rotation: dict[str, Any] | None = None, reason: str | None = None,
+                  **options: Any) -> rotation_wire.ConfigureResponse:
+        """The spec's ``vault.configure``: replace the secret's rotation block.
+
+        ``rotation`` is the block as on the wire (camelCase, per-type options included); keyword
+        ``options`` are merged into it, e.g. ``configure("db", interval="30d", strategy="rolling")``.
+        """
+        body = self._wire(rotation_wire.ConfigureRequest, {"rotation": {**(rotation or {}), **options},
+                                                           "reason": reason})
+        return self._call(rotation_wire.ConfigureResponse, "PUT", path("secrets", secret_id, "config"), json=body)
+
+    def rotate(self, secret_id: str, strategy: str | None = None, rollout_duration_hours: float | None = None,
+               notify_services: StrList | None = None, value: str | None = None, test_new_key: bool | None = None,
+               reason: str | None = None) -> rotation_wire.RotateResponse:
+        """Rotate now: ``{rotationId, secretId, oldVersion, newVersion, status, progress}``.
+
+        ``value`` rotates to a given value (``configuration`` secrets, whose values are not generated).
+        A failed run raises its error (``RotationTestFailed``...) with ``rotationId`` in its details.
+        """
+        fields = {"strategy": strategy, "rollout_duration_hours": rollout_duration_hours,
+                  "notify_services": notify_services or [], "value": value, "test_new_key": test_new_key,
+                  "reason": reason}
+        try:
+            request = rotation_wire.RotateRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            raise errors.InvalidRequest(_validation_message(exc)) from None
+        body = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if request.value is not None:
+            body["value"] = request.value.get_secret_value()
+        return self._call(rotation_wire.RotateResponse, "POST", path("secrets", secret_id, "rotate"), json=body)
+
+    def rotation_status(self, secret_id: str) -> rotation_wire.RotationStatusResponse:
+        """The rotation block, the next due time, the active (or latest) run with its steps, recent runs."""
+        return self._call(rotation_wire.RotationStatusResponse, "GET", path("secrets", secret_id, "rotation"))
+
+    def switch(self, secret_id: str, reason: str | None = None) -> rotation_wire.RotateResponse:
+        """Blue-green: move CURRENT to the rotation's new version (one conditional write)."""
+        body = self._wire(rotation_wire.SwitchRequest, {"reason": reason})
+        return self._call(rotation_wire.RotateResponse, "POST", path("secrets", secret_id, "switch"), json=body)
+
+    def rollback_rotation(self, secret_id: str, version: int | None = None,
+                          reason: str | None = None) -> rotation_wire.RotateResponse:
+        """Undo the rotation in progress: the old version (or ``version``) for everyone."""
+        body = self._wire(rotation_wire.RotationRollbackRequest, {"version": version, "reason": reason})
+        return self._call(rotation_wire.RotateResponse, "POST", path("secrets", secret_id, "rotation", "rollback"),
+                          json=body)

@@ -18,6 +18,7 @@ import secrets as random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,8 @@ class PrincipalRecord(BaseModel):
     created_by: str
     mfa: dict[str, Any] | None = None
     """TOTP enrolment: ``{"active": bool, "envelope": {...}}`` (the seed is stored encrypted)."""
+    rev: int = 0
+    """Bumped by every save; ``save_principal(..., guarded=True)`` refuses a stale copy."""
 
     @property
     def actor_type(self) -> str:
@@ -84,6 +87,11 @@ def token_key(token_hash: str) -> dict[str, Any]:
 
 def token_listing_key(principal_id: str, token_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"PRINCIPAL#{principal_id}"}, "sk": {"S": f"TOKEN#{token_id}"}}
+
+
+def group_member_key(group: str, principal_id: str) -> dict[str, Any]:
+    """``GROUP#<name>`` / ``MEMBER#<id>``: lists a group's members with one Query."""
+    return {"pk": {"S": f"GROUP#{group}"}, "sk": {"S": f"MEMBER#{principal_id}"}}
 
 
 class _AuthCache:
@@ -192,19 +200,39 @@ class Directory:
                 {"Put": {"TableName": self._table, "Item": item,
                          "ConditionExpression": "attribute_not_exists(pk)"}},
                 {"Put": {"TableName": self._table, "Item": listing}},
+                *({"Put": {"TableName": self._table, "Item": {
+                    **group_member_key(group, principal.principal_id),
+                    "principal_id": {"S": principal.principal_id}}}} for group in principal.groups),
             ])
         except TransactionCancelled:
             raise Conflict(f"principal '{principal.principal_id}' already exists") from None
 
-    def save_principal(self, principal: PrincipalRecord, draft: AuditDraft) -> AuditEvent:
-        """Replace a principal (disable, enable, groups, MFA); it must exist."""
-        data = to_attributes(principal.model_dump(mode="python"))
-        event = self._audit.commit(draft, [
-            {"Put": {"TableName": self._table, "Item": {**principal_key(principal.principal_id), **data},
-                     "ConditionExpression": "attribute_exists(pk)"}},
-            {"Put": {"TableName": self._table,
-                     "Item": {"pk": {"S": "PRINCIPALS"}, "sk": {"S": principal.principal_id}, **data}}},
-        ])
+    def save_principal(self, principal: PrincipalRecord, draft: AuditDraft, *,
+                       extra_items: Sequence[dict[str, Any]] = (), guarded: bool = False) -> AuditEvent:
+        """Replace a principal (disable, enable, groups, MFA); it must exist.
+
+        ``extra_items`` commit in the same transaction (their failed conditions raise
+        :class:`TransactionCancelled`); ``guarded`` refuses the write (Conflict) when the
+        principal changed since ``principal`` was read.
+        """
+        data = to_attributes(principal.model_copy(update={"rev": principal.rev + 1}).model_dump(mode="python"))
+        put: dict[str, Any] = {"TableName": self._table, "Item": {**principal_key(principal.principal_id), **data},
+                               "ConditionExpression": "attribute_exists(pk)"}
+        if guarded:
+            put["ConditionExpression"] = "attribute_exists(pk) AND (rev = :rev OR attribute_not_exists(rev))"
+            put["ExpressionAttributeValues"] = {":rev": {"N": str(principal.rev)}}
+        try:
+            event = self._audit.commit(draft, [
+                {"Put": put},
+                {"Put": {"TableName": self._table,
+                         "Item": {"pk": {"S": "PRINCIPALS"}, "sk": {"S": principal.principal_id}, **data}}},
+                *extra_items,
+            ])
+        except TransactionCancelled as cancelled:
+            if cancelled.reasons[0] == "ConditionalCheckFailed":
+                raise Conflict(f"principal '{principal.principal_id}' was changed by another request; "
+                               "try again") from None
+            raise
         self._cache.forget_principal(principal.principal_id)
         return event
 

@@ -1,13 +1,18 @@
 """Constraints on top of RBAC: IP allow-lists, MFA and rate limits (per secret and global).
 
 :func:`enforce` runs after RBAC allowed a request. It raises :class:`AccessDenied` (with
-``ip_not_allowed``, ``mfa_required``, ``mfa_invalid``) or :class:`RateLimited`, and returns
-the DynamoDB items (the rate counter) that must commit in the same transaction as the
-request's audit event.
+``ip_not_allowed``, ``mfa_required``, ``mfa_invalid``), and returns the DynamoDB items (the
+rate counter, and with ``defer_mfa`` the MFA code's time-step claim) that must commit in the
+same transaction as the request's audit event. When that transaction is cancelled,
+:func:`constraint_refusal` tells an MFA replay (403) from a rate limit (429).
+
+Checks run cheapest first and in a fixed order: global then per-secret IP allow-list, then
+MFA, then the rate limit. The request's address is the TCP peer API Gateway saw
+(``X-Forwarded-For`` only counts behind ``V_SECURE_TRUSTED_PROXIES``; see ``api/http.py``).
 
 Example::
 
-    items = enforce(caller, record.constraints, secret_id=record.secret_id)
+    items = enforce(caller, record.constraints, secret_id=record.secret_id, defer_mfa=True)
 """
 
 from __future__ import annotations
@@ -72,23 +77,43 @@ def ip_allowed(source_ip: str | None, allow_list: Sequence[str]) -> bool:
 
 
 def enforce(caller: Caller, constraints: dict[str, Any] | None, *, secret_id: str,
-            table: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
-    """Check IP, MFA and rate limit for ``caller`` on ``secret_id``; return the counter item(s)."""
+            table: str | None = None, now: float | None = None,
+            defer_mfa: bool = False) -> list[dict[str, Any]]:
+    """Check IP, MFA and rate limit for ``caller`` on ``secret_id``; return the items to commit.
+
+    Without ``defer_mfa`` a valid MFA code is claimed right away (for requests that do not
+    hand the items to their own transaction).
+    """
     settings = get_settings()
     constraints = constraints or {}
     if not ip_allowed(caller.source_ip, settings.ip_whitelist) or not ip_allowed(
             caller.source_ip, constraints.get("ip_whitelist") or []):
         raise AccessDenied("request from an address outside the secret's IP allow-list",
                            reason="ip_not_allowed")
+    items: list[dict[str, Any]] = []
     if settings.require_mfa or constraints.get("require_mfa"):
         from chalicelib.access_control.mfa import verify_request_code
 
-        verify_request_code(caller)
+        items.extend(verify_request_code(caller, defer=defer_mfa))
     rate = constraints.get("rate_limit") or settings.rate_limit
-    if not rate:
-        return []
-    return [rate_counter_item(caller.principal_id, secret_id, RateLimit.parse(rate),
-                              table or settings.secrets_table, now if now is not None else time.time())]
+    if rate:
+        items.append(rate_counter_item(caller.principal_id, secret_id, RateLimit.parse(rate),
+                                       table or settings.secrets_table, now if now is not None else time.time()))
+    return items
+
+
+def constraint_refusal(caller: Caller, items: Sequence[dict[str, Any]],
+                       reasons: Sequence[str]) -> AccessDenied | None:
+    """The 403 for a transaction cancelled by an MFA claim (replayed code, lock-out), else None.
+
+    ``reasons`` are the cancellation codes of ``items``, in order. None means the rate
+    counter refused: the caller answers 429.
+    """
+    from chalicelib.access_control.mfa import classify, get_mfa_service
+
+    if classify(items, reasons) is None:
+        return None
+    return get_mfa_service().refusal(caller, items, reasons)
 
 
 def rate_counter_item(principal_id: str, secret_id: str, rate: RateLimit, table: str,

@@ -1,9 +1,15 @@
 """Who may do what: one function decides every request and says why.
 
 Grants come from the secret's own access map (the spec's ``permissions`` block: principal or
-group name -> permissions) and from prefix policies (``prod/*``). An explicit deny wins over
-any allow; ``admin`` on a secret implies every permission on it; a global admin principal
-may do anything. Everything else is denied.
+group name -> permissions) and from prefix policies (``prod/*``). A grant key is a principal
+id or a group name (``principal:<id>`` / ``group:<name>`` when a name must not be ambiguous,
+``*`` for every authenticated principal). ``admin`` granted on a secret implies every
+permission on it; a global admin principal may do anything.
+
+An explicit deny (the secret's ``deny`` map, a policy's ``deny``) wins over every allow, a
+global admin's included. It takes away exactly the permissions it lists. The one exception:
+a global admin keeps ``admin`` (changing the secret's access), so that no deny can lock a
+secret away for good. Everything not granted is denied.
 
 Example::
 
@@ -15,13 +21,28 @@ Example::
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chalicelib.models import Permission
 
 WILDCARD = "*"
+PRINCIPAL_PREFIX = "principal:"
+GROUP_PREFIX = "group:"
 IMPLIED_BY_ADMIN = frozenset(Permission)
+GRANT_KEY_PATTERN = r"^(\*|(principal:|group:)?[a-z0-9][a-z0-9_.-]{0,63})$"
+POLICY_PATTERN = r"^[A-Za-z0-9_./*?-]{1,256}$"
+_GRANT_KEY = re.compile(GRANT_KEY_PATTERN)
+
+EXPLICIT_DENY = "explicit_deny"
+PERMISSION_DENIED = "permission_denied"
+GLOBAL_ADMIN = "global_admin"
+
+
+def valid_grant_key(name: str) -> bool:
+    """``backend-team``, ``group:backend-team``, ``principal:app-instance`` or ``*``."""
+    return bool(_GRANT_KEY.match(name))
 
 
 @dataclass(frozen=True)
@@ -33,13 +54,18 @@ class Subject:
     admin: bool = False
 
     def names(self) -> set[str]:
-        return {self.principal_id, f"principal:{self.principal_id}", WILDCARD,
-                *self.groups, *(f"group:{g}" for g in self.groups)}
+        return {self.principal_id, f"{PRINCIPAL_PREFIX}{self.principal_id}", WILDCARD,
+                *self.groups, *(f"{GROUP_PREFIX}{g}" for g in self.groups)}
 
 
 @dataclass(frozen=True)
 class PrefixPolicy:
-    """A named policy over secret ids matching ``pattern`` (``prod/*``, ``*``)."""
+    """A named policy over secret ids matching ``pattern`` (``prod/*``, ``*``).
+
+    Example::
+
+        PrefixPolicy("prod-readers", "prod/*", allow={"backend-team": ["read"]}).covers("prod/db")  # True
+    """
 
     name: str
     pattern: str
@@ -52,15 +78,27 @@ class PrefixPolicy:
 
 @dataclass(frozen=True)
 class Decision:
+    """The answer and its reason (``global_admin``, ``secret_grant:<key>``, ``policy:<name>``,
+    ``explicit_deny``, ``permission_denied``); ``message`` names the missing permission."""
+
     allowed: bool
     reason: str
     message: str = ""
 
 
-def _granted(grants: Mapping[str, Sequence[str]], names: set[str], permission: Permission) -> str | None:
-    """The grant key that gives ``permission`` to one of ``names``, if any."""
-    for name, permissions in grants.items():
+def _allowed_by(grants: Mapping[str, Sequence[str]], names: set[str], permission: Permission) -> str | None:
+    """The grant key that gives ``permission`` to one of ``names`` (``admin`` implies all)."""
+    for name in sorted(grants):
+        permissions = grants[name]
         if name in names and (permission.value in permissions or Permission.ADMIN.value in permissions):
+            return name
+    return None
+
+
+def _denied_by(denies: Mapping[str, Sequence[str]], names: set[str], permission: Permission) -> str | None:
+    """The deny key that takes ``permission`` away from one of ``names`` (exact permission only)."""
+    for name in sorted(denies):
+        if name in names and permission.value in denies[name]:
             return name
     return None
 
@@ -71,17 +109,18 @@ def decide(subject: Subject, permission: Permission, secret_id: str,
            policies: Iterable[PrefixPolicy] = ()) -> Decision:
     """Allow or deny ``permission`` on ``secret_id`` for ``subject``, with the reason."""
     names = subject.names()
-    applicable = [p for p in policies if p.covers(secret_id)]
-    denied_by = _granted(deny or {}, names, permission) or next(
-        (f"policy:{p.name}" for p in applicable if _granted(p.deny, names, permission)), None)
-    if denied_by is not None:
-        return Decision(False, "explicit_deny", f"'{permission.value}' is explicitly denied ({denied_by})")
+    applicable = sorted((p for p in policies if p.covers(secret_id)), key=lambda p: p.name)
+    denied_by = _denied_by(deny or {}, names, permission)
+    if denied_by is None:
+        denied_by = next((f"policy:{p.name}" for p in applicable if _denied_by(p.deny, names, permission)), None)
+    if denied_by is not None and not (subject.admin and permission is Permission.ADMIN):
+        return Decision(False, EXPLICIT_DENY, f"'{permission.value}' on this secret is explicitly denied")
     if subject.admin:
-        return Decision(True, "global_admin")
-    granted = _granted(access or {}, names, permission)
+        return Decision(True, GLOBAL_ADMIN)
+    granted = _allowed_by(access or {}, names, permission)
     if granted is not None:
         return Decision(True, f"secret_grant:{granted}")
     for policy in applicable:
-        if _granted(policy.allow, names, permission):
+        if _allowed_by(policy.allow, names, permission):
             return Decision(True, f"policy:{policy.name}")
-    return Decision(False, "permission_denied", f"missing permission '{permission.value}' on this secret")
+    return Decision(False, PERMISSION_DENIED, f"missing permission '{permission.value}' on this secret")

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.access_control.context import Caller, system_draft
-from chalicelib.access_control.policies import enforce, retry_after, validate_constraints
+from chalicelib.access_control.policies import constraint_refusal, enforce, retry_after, validate_constraints
 from chalicelib.access_control.rbac import PrefixPolicy, decide
 from chalicelib.audit.events import Action, AuditEvent, Status
 from chalicelib.audit.stream import TransactionCancelled
@@ -31,6 +31,7 @@ from chalicelib.errors import (
     InvalidRequest,
     PayloadTooLarge,
     RateLimited,
+    RotationInProgress,
     SecretDeleted,
     SecretNotFound,
     VersionConflict,
@@ -133,6 +134,9 @@ class VaultService:
         self._authorize(caller, Action.SECRET_STORE, Permission.WRITE, secret_id, live)
         if live is not None and live.deleted:
             raise SecretDeleted(f"'{secret_id}' is scheduled for deletion; restore it first")
+        if live is not None and (live.rotation_run or {}).get("phase") == "rotating":
+            raise RotationInProgress(f"'{secret_id}' is being rotated; roll the rotation back or wait for it",
+                                     details={"rotationId": (live.rotation_run or {}).get("id")})
         self._check_expected(request.expected_version, live)
         secret_type = self._resolve_type(request.type, live)
         value_schema = request.value_schema or (live.value_schema if live else None)
@@ -259,7 +263,11 @@ class VaultService:
                      record: SecretRecord) -> AuditEvent:
         try:
             return self.repo.record_event(draft, tuple(rate_items))
-        except TransactionCancelled:
+        except TransactionCancelled as cancelled:
+            refused = constraint_refusal(caller, rate_items, cancelled.reasons)
+            if refused is not None:  # the MFA code was replayed (maybe in another process)
+                self._audit_denied(caller, Action.MFA_FAILED, record.secret_id, refused.reason, record.compliance)
+                raise refused from None
             limit = (record.constraints or {}).get("rate_limit") or self.settings.rate_limit or "1/s"
             self._audit_denied(caller, Action.RATE_LIMITED, record.secret_id, "rate_limited",
                                record.compliance)
@@ -311,6 +319,12 @@ class VaultService:
     # --- rollback, delete, restore -----------------------------------------------------
 
     def rollback(self, caller: Caller, secret_id: str, request: RollbackRequest) -> RollbackResponse:
+        found = self.repo.get(secret_id) if valid_secret_id(secret_id) else None
+        if found is not None and (found.rotation_run or {}).get("phase") in ("rotating", "retiring"):
+            from chalicelib.rotation.service import get_rotation_service  # the rotation is undone with it
+
+            return get_rotation_service().rollback_to_version(caller, secret_id, request)
+
         def change(record: SecretRecord) -> tuple[SecretRecord, Any]:
             if record.deleted:
                 raise SecretDeleted(f"'{secret_id}' is scheduled for deletion; restore it first")
@@ -364,8 +378,13 @@ class VaultService:
         def change(record: SecretRecord) -> tuple[SecretRecord, Any]:
             if not record.deleted:
                 raise InvalidRequest(f"'{secret_id}' is not scheduled for deletion")
-            updated = record.model_copy(update={"deletion": None, "sched_pk": None, "sched_at": None,
-                                                "updated_at": self.clock.now(), "rev": record.rev + 1})
+            from chalicelib.rotation.config import schedule_fields  # a deleted secret's rotation was paused
+
+            now = self.clock.now()
+            schedule = schedule_fields(record.rotation, base=record.rotated_at or record.created_at, now=now,
+                                       expires_at=record.expires_at)
+            updated = record.model_copy(update={"deletion": None, **schedule, "updated_at": now,
+                                                "rev": record.rev + 1})
             return updated, caller.draft(Action.SECRET_RESTORE, secret_id=secret_id,
                                          compliance_standards=record.compliance)
 
@@ -391,6 +410,28 @@ class VaultService:
             self.repo.destroy_versions(record.secret_id, list(range(1, record.latest_version + 1)), now)
             purged.append(record.secret_id)
         return purged
+
+    # --- for use cases outside this module (access control, rotation) ------------------
+
+    def read_for_system(self, secret_id: str, *, reason: str) -> str:
+        """The CURRENT value of ``secret_id`` for work v-secure does itself (a rotator reading a master
+        credential); audited as a read by the system, refused (fail closed) if the audit write fails."""
+        record = self.repo.get(_checked_id(secret_id))
+        if record is None or record.destroyed or record.deleted:
+            raise SecretNotFound(f"secret '{secret_id}' not found")
+        value = decrypt_value(record.current, secret_id, record.current_version, record.type, self.keys)
+        self.repo.record_event(system_draft(Action.SECRET_READ, secret_id=secret_id, version=record.current_version,
+                                            reason=reason, compliance_standards=record.compliance))
+        return value
+
+    def authorized(self, caller: Caller, action: Action, permission: Permission, secret_id: str) -> SecretRecord:
+        """The secret, once ``caller`` passed RBAC and constraints for ``permission`` (denials audited)."""
+        return self._readable(caller, action, permission, secret_id, allow_deleted=True).record
+
+    def change(self, caller: Caller, action: Action, permission: Permission, secret_id: str,
+               change: Callable[[SecretRecord], tuple[SecretRecord, Any]]) -> tuple[SecretRecord, SecretRecord]:
+        """Authorize, apply ``change`` (-> new record, audit draft) and commit it guarded by ``rev``."""
+        return self._change(caller, action, permission, secret_id, change, allow_deleted=True)
 
     # --- shared steps ------------------------------------------------------------------
 
@@ -436,7 +477,7 @@ class VaultService:
             return []
         try:
             items = enforce(caller, record.constraints, secret_id=secret_id,
-                            table=self.settings.secrets_table)
+                            table=self.settings.secrets_table, defer_mfa=count_rate)
         except AccessDenied as denied:
             failed = Action.MFA_FAILED if denied.reason == "mfa_invalid" else action
             self._audit_denied(caller, failed, secret_id, denied.reason, compliance)
@@ -497,7 +538,9 @@ def get_vault_service() -> VaultService:
 
                 settings = get_settings()
                 repo = DynamoSecretRepository(client("dynamodb"), settings.secrets_table, get_audit_writer())
-                _service = VaultService(repo, get_keyring(), settings=settings)
+                from chalicelib.access_control.policy_store import cached_policies
+
+                _service = VaultService(repo, get_keyring(), settings=settings, policies=cached_policies)
     return _service
 
 
