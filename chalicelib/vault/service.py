@@ -118,7 +118,7 @@ class VaultService:
         if len(value.encode()) > self.settings.max_value_bytes:
             raise PayloadTooLarge(f"secret values are limited to {self.settings.max_value_bytes} bytes")
         validate_constraints(request.constraints.model_dump(exclude_none=True) if request.constraints else None)
-        record = self._records.get(secret_id) or self.repo.get(secret_id)
+        record = self._cached_for_write(caller, secret_id) or self.repo.get(secret_id)
         for _attempt in range(MAX_WRITE_ATTEMPTS):
             try:
                 return self._store_once(caller, request, record, value)
@@ -126,6 +126,19 @@ class VaultService:
                 self._records.forget(secret_id)
                 record = self.repo.get(secret_id)
         raise VersionConflict(f"'{secret_id}' is being written by others; try again")
+
+    def _cached_for_write(self, caller: Caller, secret_id: str) -> SecretRecord | None:
+        """The cached record, but only when it already lets ``caller`` write.
+
+        A cached record that allows the write is safe (the write is conditioned on its revision);
+        one that denies it may predate a grant, so the caller gets a fresh read instead.
+        """
+        cached = self._records.get(secret_id)
+        if cached is None or cached.destroyed:
+            return None
+        allowed = decide(caller.subject, Permission.WRITE, secret_id, cached.access, cached.deny,
+                         self._policies()).allowed
+        return cached if allowed else None
 
     def _store_once(self, caller: Caller, request: StoreSecretRequest, record: SecretRecord | None,
                     value: str) -> StoreSecretResponse:

@@ -215,3 +215,14 @@ def test_secret_ids_are_checked(service: VaultService) -> None:
     for bad in ("", "a" * 257, "has space", "../etc/passwd", "x/../y"):
         with pytest.raises(InvalidRequest):
             service.retrieve(ROOT, bad)
+
+
+def test_a_grant_made_elsewhere_is_seen_by_a_warm_store(service: VaultService, repo: FakeRepository) -> None:
+    store(service, type="api_key", value="sk_live_version1")
+    writer = caller("late-writer")
+    record = repo.get("db_password")
+    assert record is not None
+    # another process grants write: the record changes in storage, not in this process's cache
+    repo.records["db_password"] = record.model_copy(update={"access": {**record.access, "late-writer": ["write"]},
+                                                             "rev": record.rev + 1})
+    assert store(service, who=writer, value="sk_live_version2") == 2
