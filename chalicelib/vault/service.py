@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -102,12 +102,14 @@ class _RecordCache:
 class VaultService:
     def __init__(self, repo: DynamoSecretRepository, keys: KeyProvider, *, settings: Settings | None = None,
                  clock: Clock | None = None,
-                 policies: Callable[[], Iterable[PrefixPolicy]] = lambda: ()) -> None:
+                 policies: Callable[[], Iterable[PrefixPolicy]] = lambda: (),
+                 field_hasher: Callable[[Mapping[str, str]], dict[str, str]] | None = None) -> None:
         self.repo = repo
         self.keys = keys
         self.settings = settings or get_settings()
         self.clock = clock or SystemClock()
         self._policies = policies
+        self._hash_fields = field_hasher
         self._records = _RecordCache()
 
     # --- store -------------------------------------------------------------------------
@@ -126,6 +128,12 @@ class VaultService:
                 self._records.forget(secret_id)
                 record = self.repo.get(secret_id)
         raise VersionConflict(f"'{secret_id}' is being written by others; try again")
+
+    def _metadata_details(self, metadata: Mapping[str, str]) -> dict[str, Any]:
+        """Metadata may hold sensitive strings: the audit event gets their HMACs, as Vault's audit devices do."""
+        if self._hash_fields is None:
+            return {"metadata_keys": sorted(metadata)}
+        return {"metadata": self._hash_fields(metadata)}
 
     def _cached_for_write(self, caller: Caller, secret_id: str) -> SecretRecord | None:
         """The cached record, but only when it already lets ``caller`` write.
@@ -164,7 +172,7 @@ class VaultService:
                                     facts=facts.as_facts())
         draft = caller.draft(Action.SECRET_STORE, secret_id=secret_id, version=version,
                              reason=request.reason, compliance_standards=new_record.compliance,
-                             details={"type": secret_type, "metadata_keys": sorted(request.metadata),
+                             details={"type": secret_type, **self._metadata_details(request.metadata),
                                       "tags": request.tags})
         self.repo.commit(draft, record=new_record, expected_rev=record.rev if record else None,
                          new_version=new_version, destroy_versions=self._expired_versions(new_record))
@@ -552,8 +560,10 @@ def get_vault_service() -> VaultService:
                 settings = get_settings()
                 repo = DynamoSecretRepository(client("dynamodb"), settings.secrets_table, get_audit_writer())
                 from chalicelib.access_control.policy_store import cached_policies
+                from chalicelib.audit.hashing import get_audit_hasher
 
-                _service = VaultService(repo, get_keyring(), settings=settings, policies=cached_policies)
+                _service = VaultService(repo, get_keyring(), settings=settings, policies=cached_policies,
+                                        field_hasher=lambda fields: get_audit_hasher().hash_fields(fields))
     return _service
 
 

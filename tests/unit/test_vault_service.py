@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -226,3 +227,17 @@ def test_a_grant_made_elsewhere_is_seen_by_a_warm_store(service: VaultService, r
     repo.records["db_password"] = record.model_copy(update={"access": {**record.access, "late-writer": ["write"]},
                                                              "rev": record.rev + 1})
     assert store(service, who=writer, value="sk_live_version2") == 2
+
+
+def test_metadata_values_are_hmaced_in_the_audit_event(repo: FakeRepository) -> None:
+    import hashlib
+    import hmac
+
+    def hasher(fields: Mapping[str, str]) -> dict[str, str]:
+        return {k: "hmac-sha256:" + hmac.new(b"k", v.encode(), hashlib.sha256).hexdigest() for k, v in fields.items()}
+
+    service = VaultService(repo, FakeKeyProvider(), settings=Settings(), clock=FrozenClock(), field_hasher=hasher)
+    store(service, type="api_key", value="sk_live_version1", metadata={"username": CANARY})
+    details = repo.events[-1].details
+    assert details["metadata"]["username"] == hasher({"u": CANARY})["u"]
+    assert CANARY not in repo.events[-1].canonical().decode()
