@@ -127,7 +127,7 @@ def test_permissions_403_without_revealing_existence(api_server: str, root: Api)
 
 def test_grants_by_principal_and_group(api_server: str, root: Api) -> None:
     group = unique("team")
-    reader_id, reader_token = root.new_principal(groups=[group])
+    _reader_id, reader_token = root.new_principal(groups=[group])
     writer_id, writer_token = root.new_principal()
     secret_id = unique()
     root.store(secret_id, "sk_live_abcdefgh", type="api_key",
