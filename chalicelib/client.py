@@ -789,3 +789,44 @@ class VSecurity:
         body = self._wire(rotation_wire.RotationRollbackRequest, {"version": version, "reason": reason})
         return self._call(rotation_wire.RotateResponse, "POST", path("secrets", secret_id, "rotation", "rollback"),
                           json=body)
+
+    # --- compliance --------------------------------------------------------------------------
+
+    def compliance_report(self, standard: str, period: str = "monthly", start: str | datetime | None = None,
+                          end: str | datetime | None = None, include_secrets: bool = False, mask_ids: bool = False,
+                          prefix: str | None = None) -> Any:
+        """The spec's ``complianceReport``: a ``chalicelib.compliance.report.ComplianceReport`` with
+        ``standard, period, totalSecrets, encrypted, rotatedSecrets, accessViolations, status, violations``
+        and the controls. ``period``: monthly, quarterly, yearly (the one holding ``start``, default now)
+        or custom (``start`` and ``end``)."""
+        from chalicelib.compliance.report import ComplianceReport
+
+        params = self._compliance_params(standard, period, start, end, include_secrets, mask_ids, prefix)
+        return self._call(ComplianceReport, "GET", "/compliance/report", params)
+
+    def export_compliance_report(self, standard: str, format: str = "pdf", period: str = "monthly",
+                                 start: str | datetime | None = None, end: str | datetime | None = None,
+                                 include_secrets: bool = False, mask_ids: bool = False,
+                                 prefix: str | None = None) -> bytes:
+        """The spec's ``report.export({format})``: the report's bytes as ``pdf``, ``csv`` or ``json``."""
+        params = {**self._compliance_params(standard, period, start, end, include_secrets, mask_ids, prefix),
+                  "format": format}
+        accept = {"pdf": "application/pdf", "csv": "text/csv"}.get(format, "application/json")
+        try:
+            response = self._http.request("GET", "/compliance/report", params=_clean_params(params),
+                                          headers={"Accept": accept})
+        except httpx.TransportError as exc:
+            raise EndpointUnreachable(f"cannot reach v-secure at {self.endpoint}: "
+                                      f"{str(exc) or type(exc).__name__}") from exc
+        if not response.is_success:
+            raise error_from_response(response)
+        return response.content
+
+    @staticmethod
+    def _compliance_params(standard: str, period: str, start: str | datetime | None, end: str | datetime | None,
+                           include_secrets: bool, mask_ids: bool, prefix: str | None) -> Params:
+        def moment(value: str | datetime | None) -> str | None:
+            return value.isoformat() if isinstance(value, datetime) else value
+
+        return {"standard": standard, "period": period, "start": moment(start), "end": moment(end),
+                "includeSecrets": include_secrets, "maskIds": mask_ids, "prefix": prefix}

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     audit_signing_key_id: str = "alias/v-secure-audit-signing"
 
     key_provider: Literal["kms", "passphrase", "pkcs11"] = "kms"
+    key_providers_read: str = ""
+    """More providers to read older envelopes with, e.g. ``kms,passphrase`` (writes use key_provider)."""
     encryption_key: str | None = Field(default=None, repr=False)
     encryption_algorithm: Literal["aes-256-gcm"] = "aes-256-gcm"
     key_derivation_iterations: int = 600_000

@@ -9,6 +9,7 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.http import endpoint
 from chalicelib.api.openapi import openapi_document
+from chalicelib.config import get_settings
 from chalicelib.errors import VSecureError
 
 system_api = Blueprint(__name__)
@@ -24,12 +25,13 @@ def check_key_provider() -> dict[str, str]:
     with _health_lock:
         if time.monotonic() - float(_health.get("at", 0.0)) < _HEALTH_TTL:  # type: ignore[arg-type]
             return dict(_health["result"])  # type: ignore[call-overload]
-        keyring = get_keyring()
+        provider = get_settings().key_provider
         try:
+            keyring = get_keyring()  # its first build is the start-up check
             keyring.check_health()
             result = {"status": "ok", "provider": keyring.name}
         except VSecureError as error:
-            result = {"status": "failing", "provider": keyring.name, "message": error.message}
+            result = {"status": "failing", "provider": provider, "message": error.message}
         _health.update(at=time.monotonic(), result=result)
         return result
 

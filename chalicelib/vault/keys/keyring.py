@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import KeyUnavailable
+from chalicelib.errors import DecryptionFailed, KeyUnavailable, VSecureError
 from chalicelib.ports import DataKey, KeyProvider
 
 
@@ -33,6 +33,10 @@ class Keyring:
     def check_health(self) -> None:
         self.writer.check_health()
 
+    def providers(self) -> list[KeyProvider]:
+        """The writer first, then every other provider this keyring reads with."""
+        return [self.writer, *(p for name, p in self._readers.items() if name != self.writer.name)]
+
     def provider_for(self, kid: str) -> KeyProvider:
         name = kid.split(":", 1)[0]
         provider = self._readers.get(name)
@@ -41,8 +45,9 @@ class Keyring:
         return provider
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _keyring: KeyProvider | None = None
+_unchecked: KeyProvider | None = None
 
 
 def build_provider(name: str, settings: Settings) -> KeyProvider:
@@ -54,37 +59,83 @@ def build_provider(name: str, settings: Settings) -> KeyProvider:
 
         return KmsKeyProvider(client("kms"), settings.kms_key_id)
     if name == "passphrase":
-        from chalicelib.vault.keys.params_store import DynamoKeyParamsStore
-        from chalicelib.vault.keys.passphrase import PassphraseKeyProvider
+        from chalicelib.vault.keys.passphrase_versions import (
+            DynamoPassphraseVersions,
+            VersionedPassphraseKeyProvider,
+        )
 
-        store = DynamoKeyParamsStore(client("dynamodb"), settings.secrets_table)
-        return PassphraseKeyProvider(settings.encryption_key or "", store,
-                                     settings.key_derivation_iterations)
+        return VersionedPassphraseKeyProvider(settings.encryption_key or "",
+                                              DynamoPassphraseVersions(client("dynamodb"), settings.secrets_table),
+                                              settings.key_derivation_iterations)
+    if name == "pkcs11":
+        from chalicelib.vault.keys.pkcs11 import Pkcs11KeyProvider
+
+        return Pkcs11KeyProvider.from_settings(settings)
     raise KeyUnavailable(f"unknown key provider '{name}'")
 
 
 def get_keyring() -> KeyProvider:
-    """The process's keyring (built once), with the data-key cache when enabled."""
+    """The process's keyring (built once), with the data-key cache when enabled.
+
+    The first call is the start-up check: the writer must wrap and unwrap a test key, else
+    ``KeyUnavailable`` says why (wrong PIN, missing module, disabled KMS key...) and the next
+    call checks again.
+    """
     global _keyring
     if _keyring is None:
         with _lock:
             if _keyring is None:
-                _keyring = _build(get_settings())
+                keyring = get_admin_keyring()
+                _start_up_check(keyring)
+                _keyring = keyring
     return _keyring
 
 
+def get_admin_keyring() -> KeyProvider:
+    """The process's keyring without the start-up check (key administration must work on a
+    provider that has no key yet, e.g. to create the first PKCS#11 key version)."""
+    global _unchecked
+    if _keyring is not None:
+        return _keyring
+    with _lock:
+        if _unchecked is None:
+            _unchecked = _build(get_settings())
+        return _unchecked
+
+
 def reset_keyring() -> None:
-    global _keyring
+    global _keyring, _unchecked
     with _lock:
         _keyring = None
+        _unchecked = None
+
+
+def _start_up_check(keyring: KeyProvider) -> None:
+    from chalicelib.logging import logger
+
+    try:
+        keyring.check_health()
+    except VSecureError as error:
+        logger.error("key provider failed its start-up check", extra={"provider": keyring.name,
+                                                                       "reason": error.message})
+        if not isinstance(error, KeyUnavailable | DecryptionFailed):
+            raise
+        raise KeyUnavailable(f"key provider '{keyring.name}' failed its start-up check: "
+                             f"{error.message.removeprefix('key_provider: ')}") from None
 
 
 def _build(settings: Settings) -> KeyProvider:
     from chalicelib.vault.keys.cache import CachingKeyring
 
     writer = build_provider(settings.key_provider, settings)
-    keyring: KeyProvider = Keyring(writer)
+    readers = [build_provider(name, settings) for name in _names(settings.key_providers_read)
+               if name != writer.name]
+    keyring: KeyProvider = Keyring(writer, readers)
     if settings.cache_enabled:
         keyring = CachingKeyring(keyring, ttl=settings.cache_ttl, max_entries=settings.cache_max_entries,
                                  max_uses=settings.cache_max_uses)
     return keyring
+
+
+def _names(text: str) -> list[str]:
+    return list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
