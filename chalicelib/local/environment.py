@@ -13,12 +13,11 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from chalicelib.aws import reset_clients
@@ -32,15 +31,22 @@ DUMMY_CREDENTIALS: Mapping[str, str] = {
     "AWS_SESSION_TOKEN": "testing",
 }
 
-# Process-wide singletons that keep a boto3 client or settings: (module, reset function).
-# Only modules that are already imported are reset (one not imported holds no state).
-# Add yours here when you add a cached service.
-_SINGLETON_RESETS: tuple[tuple[str, str], ...] = (
-    ("chalicelib.access_control.auth", "reset_directory"),
-    ("chalicelib.audit.stream", "reset_audit_writer"),
-    ("chalicelib.vault.keys.keyring", "reset_keyring"),
-    ("chalicelib.vault.service", "reset_vault_service"),
-)
+# Process-wide singletons keep boto3 clients or settings. By convention each such module has
+# a module-level ``reset_*()`` function; every imported chalicelib module's resets are called
+# (a module not imported holds no state), so a new cached service needs no registration here.
+_NOT_SINGLETONS = frozenset({"reset_settings", "reset_clients", "reset_process_state"})
+
+
+def _singleton_resets() -> list[Callable[[], None]]:
+    resets: list[Callable[[], None]] = []
+    for name, module in sorted(sys.modules.items()):
+        if not name.startswith("chalicelib.") or module is None:
+            continue
+        for attribute, value in vars(module).items():
+            if (attribute.startswith("reset_") and attribute not in _NOT_SINGLETONS and callable(value)
+                    and getattr(value, "__module__", None) == name):
+                resets.append(value)
+    return resets
 
 
 def set_dummy_credentials(*, force: bool = False) -> bool:
@@ -88,12 +94,8 @@ def reset_process_state() -> None:
     """
     reset_settings()
     reset_clients()
-    for module_name, function_name in _SINGLETON_RESETS:
-        if module_name not in sys.modules:
-            continue
-        reset = getattr(importlib.import_module(module_name), function_name, None)
-        if callable(reset):
-            reset()
+    for reset in _singleton_resets():
+        reset()
 
 
 def use_endpoint(endpoint: str, *, dummy_credentials: bool | None = None) -> None:
