@@ -19,16 +19,15 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
-from referencing import Registry
-from referencing.exceptions import Unresolvable
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import InvalidRequest, InvalidSecretValue
 from chalicelib.models import SecretType
 from chalicelib.secret_types.base import ValidatedValue, parse_json_object
+
+if TYPE_CHECKING:  # jsonschema is imported on first use: it costs tens of ms at cold start
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 _WHAT = "a configuration value"
 
@@ -47,6 +46,9 @@ class ConfigurationHandler:
 
 def check_against_schema(document: dict[str, Any], schema: dict[str, Any]) -> None:
     """Raise ``InvalidSecretValue`` naming the first failing path, or ``InvalidRequest`` for a bad schema."""
+    from jsonschema.exceptions import best_match
+    from referencing.exceptions import Unresolvable
+
     validator = schema_validator(schema)
     try:
         error = best_match(validator.iter_errors(document))
@@ -63,6 +65,10 @@ def check_against_schema(document: dict[str, Any], schema: dict[str, Any]) -> No
 
 def schema_validator(schema: dict[str, Any]) -> Draft202012Validator:
     """A Draft 2020-12 validator with format assertion and no remote ``$ref`` retrieval."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+    from referencing import Registry
+
     if not isinstance(schema, dict):
         raise InvalidRequest("value_schema must be a JSON object")
     try:
