@@ -250,6 +250,7 @@ def _s3(operation: str, params: Mapping[str, Any], names: Names,
         "ListObjects": [("s3:ListBucket", names.bucket_arn(bucket))],
         "ListObjectVersions": [("s3:ListBucketVersions", names.bucket_arn(bucket))],
         "HeadBucket": [("s3:ListBucket", names.bucket_arn(bucket))],
+        "GetObjectLockConfiguration": [("s3:GetBucketObjectLockConfiguration", names.bucket_arn(bucket))],
     }
     found: list[tuple[str, str]] = simple.get(operation, [(f"s3:{operation}", obj)])
     if operation == "PutObject":
