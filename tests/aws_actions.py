@@ -33,6 +33,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -515,7 +516,8 @@ def _records_dir(config: pytest.Config) -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     RECORDER.install()
-    _STATE.expected_files = {path.relative_to(REPO).as_posix() for path in INTEGRATION_DIR.glob("test_*.py")}
+    _STATE.expected_files = {path.relative_to(REPO).as_posix() for path in INTEGRATION_DIR.glob("test_*.py")
+                             if _defines_tests(path)}
     if not _is_worker(config):
         _STATE.run_id = uuid.uuid4().hex
 
@@ -534,6 +536,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _STATE.failed += 1
     if report.skipped and "service unavailable" in str(report.longrepr):
         _STATE.unavailable += 1
+
+
+def _defines_tests(path: Path) -> bool:
+    """Support modules named ``test_*.py`` hold fixtures and helpers only; they never "run"."""
+    return re.search(r"^\s*(async\s+)?def test_", path.read_text(), flags=re.MULTILINE) is not None
 
 
 def _partial_reason(config: pytest.Config) -> str | None:
