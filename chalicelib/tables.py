@@ -14,8 +14,9 @@ pk                       sk                  what
 ``TOKEN#<sha256>``       ``META``            a bearer token's hash, principal, expiry
 ``PRINCIPAL#<id>``       ``TOKEN#<token id>`` token listing for a principal
 ``GROUP#<name>``         ``MEMBER#<id>``     group membership
-``POLICY#<name>``        ``META``            a prefix policy (``prod/*``)
+``POLICY``               ``<name>``          a prefix policy (``prod/*``); all load with one Query
 ``RATE#<principal>#<id>`` ``W#<window>``     rate-limit counter (TTL)
+``MFA#<principal>``      ``STEP#<step>``     a used TOTP time step (replay guard, TTL)
 ``ROTATION#<id>``        ``RUN#<run id>``    a rotation run and its steps
 ``SYSTEM``               ``<name>``          bootstrap state, key checks
 =======================  ==================  ===============================================
