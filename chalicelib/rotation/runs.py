@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.clock import isoformat
 from chalicelib.errors import DependencyUnavailable
 from chalicelib.tables import SCHEDULE_INDEX
-from chalicelib.vault.storage import from_attributes, to_attributes
+from chalicelib.vault.storage import dynamodb_call, from_attributes, to_attributes
 
 RUN_SCHEDULE = "ROTATION_RUN"
 
@@ -242,16 +242,7 @@ class DynamoRunStore:
             raise DependencyUnavailable("dynamodb", f"UpdateItem failed: {type(error).__name__}") from None
         return True
 
-    @staticmethod
-    def _call(operation: str, method: Any, **kwargs: Any) -> dict[str, Any]:
-        try:
-            result: dict[str, Any] = method(**kwargs)
-            return result
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "ClientError")
-            raise DependencyUnavailable("dynamodb", f"{operation} failed: {code}") from None
-        except BotoCoreError as error:
-            raise DependencyUnavailable("dynamodb", f"{operation} failed: {type(error).__name__}") from None
+    _call = staticmethod(dynamodb_call)
 
 
 def _run(item: dict[str, Any]) -> RotationRun:

@@ -86,6 +86,18 @@ def version_item(version: VersionRecord) -> dict[str, Any]:
     return to_attributes(data)
 
 
+def dynamodb_call(operation: str, method: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a DynamoDB client method; any failure becomes a 503 naming DynamoDB."""
+    try:
+        result: dict[str, Any] = method(**kwargs)
+        return result
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "ClientError")
+        raise DependencyUnavailable("dynamodb", f"{operation} failed: {code}") from None
+    except BotoCoreError as error:
+        raise DependencyUnavailable("dynamodb", f"{operation} failed: {type(error).__name__}") from None
+
+
 class DynamoSecretRepository:
     """Reads and writes secrets in the secrets table; writes carry their audit event.
 
@@ -208,16 +220,7 @@ class DynamoSecretRepository:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    @staticmethod
-    def _call(operation: str, method: Any, **kwargs: Any) -> dict[str, Any]:
-        try:
-            result: dict[str, Any] = method(**kwargs)
-            return result
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "ClientError")
-            raise DependencyUnavailable("dynamodb", f"{operation} failed: {code}") from None
-        except BotoCoreError as error:
-            raise DependencyUnavailable("dynamodb", f"{operation} failed: {type(error).__name__}") from None
+    _call = staticmethod(dynamodb_call)
 
 
 def _encode_token(key: dict[str, Any]) -> str:
