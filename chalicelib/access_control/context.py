@@ -8,6 +8,7 @@ from typing import Any
 from chalicelib.access_control.auth import PrincipalRecord
 from chalicelib.access_control.rbac import Subject
 from chalicelib.audit.events import Action, AuditDraft, Status
+from chalicelib.audit.request_audit import current_request_audit
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,13 @@ class Caller:
         return Subject(self.principal.principal_id, tuple(self.principal.groups), self.principal.admin)
 
     def draft(self, action: Action, *, status: Status = Status.SUCCESS, **fields: Any) -> AuditDraft:
-        """An audit draft with this caller's identity, address and request id filled in."""
+        """An audit draft with this caller's identity, address and request id filled in.
+
+        Events of an authorized request also say why it was allowed (``authorized_by``).
+        """
+        trail = current_request_audit()
+        if status is not Status.DENIED and trail is not None and trail.authorized_by:
+            fields.setdefault("authorized_by", trail.authorized_by)
         return AuditDraft(action=action, status=status, actor=self.principal.principal_id,
                           actor_type=self.principal.actor_type, source_ip=self.source_ip,
                           request_id=self.request_id, **fields)

@@ -21,10 +21,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.access_control.auth import Directory, PrincipalRecord, group_member_key
 from chalicelib.access_control.context import Caller
+from chalicelib.access_control.gate import require_global_admin
 from chalicelib.access_control.wire import GroupInfo, GroupList
-from chalicelib.audit.events import Action, Status
+from chalicelib.audit.events import Action
 from chalicelib.audit.stream import AuditWriter
-from chalicelib.errors import AccessDenied, Conflict, DependencyUnavailable, VersionConflict
+from chalicelib.errors import Conflict, DependencyUnavailable, VersionConflict
 
 MAX_ATTEMPTS = 5
 
@@ -38,7 +39,7 @@ class GroupService:
 
     def list_groups(self, caller: Caller) -> GroupList:
         """Every group that has members, with its members (from the principal listing: one Query)."""
-        self._require_admin(caller, "list", None)
+        self._require_admin(caller, Action.GROUP_READ, "list", None)
         members: dict[str, list[str]] = {}
         for principal in self.directory.list_principals():
             for group in principal.groups:
@@ -46,18 +47,18 @@ class GroupService:
         return GroupList(groups=[GroupInfo(group=g, members=sorted(m)) for g, m in sorted(members.items())])
 
     def get_group(self, caller: Caller, group: str) -> GroupInfo:
-        self._require_admin(caller, "get", group)
+        self._require_admin(caller, Action.GROUP_READ, "get", group)
         return GroupInfo(group=group, members=self._members(group))
 
     def add_member(self, caller: Caller, group: str, principal_id: str) -> GroupInfo:
-        self._require_admin(caller, "add_member", group, principal_id)
+        self._require_admin(caller, Action.GROUP_CHANGE, "add_member", group, principal_id)
         member = {"Put": {"TableName": self._table, "Item": {**group_member_key(group, principal_id),
                                                              "principal_id": {"S": principal_id}}}}
         self._update(caller, group, principal_id, "add_member", lambda groups: groups | {group}, member)
         return GroupInfo(group=group, members=self._members(group))
 
     def remove_member(self, caller: Caller, group: str, principal_id: str) -> GroupInfo:
-        self._require_admin(caller, "remove_member", group, principal_id)
+        self._require_admin(caller, Action.GROUP_CHANGE, "remove_member", group, principal_id)
         member = {"Delete": {"TableName": self._table, "Key": group_member_key(group, principal_id)}}
         self._update(caller, group, principal_id, "remove_member", lambda groups: groups - {group}, member)
         return GroupInfo(group=group, members=self._members(group))
@@ -95,13 +96,10 @@ class GroupService:
             code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
             raise DependencyUnavailable("dynamodb", f"Query failed: {code or type(error).__name__}") from None
 
-    def _require_admin(self, caller: Caller, operation: str, group: str | None,
+    def _require_admin(self, caller: Caller, action: Action, operation: str, group: str | None,
                        principal_id: str | None = None) -> None:
-        if caller.principal.admin:
-            return
-        self._audit.commit(caller.draft(Action.GROUP_CHANGE, status=Status.DENIED, deny_reason="permission_denied",
-                                        details={"operation": operation, "group": group, "principal": principal_id}))
-        raise AccessDenied("managing groups needs global admin", reason="permission_denied")
+        require_global_admin(caller, action, "managing groups", audit=self._audit.commit,
+                             details={"operation": operation, "group": group, "principal": principal_id})
 
 
 def get_group_service() -> GroupService:

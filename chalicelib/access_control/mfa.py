@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.access_control.auth import Directory, PrincipalRecord
 from chalicelib.access_control.context import Caller
+from chalicelib.access_control.gate import require_global_admin, require_self
 from chalicelib.access_control.wire import MfaSetup, MfaStatus
 from chalicelib.audit.events import Action, AuditDraft, Status
 from chalicelib.audit.stream import AuditWriter, TransactionCancelled
@@ -174,10 +175,12 @@ class MfaService:
     # --- enrolment -------------------------------------------------------------------------
 
     def status(self, caller: Caller) -> MfaStatus:
+        self._require_self(caller, Action.PRINCIPAL_READ, {"view": "mfa"})
         return _status(self.directory.require_principal(caller.principal_id))
 
     def setup(self, caller: Caller) -> MfaSetup:
         """Create a pending TOTP seed for the caller; the URI (with the seed) is shown once."""
+        self._require_self(caller, Action.MFA_ENROLL, {"step": "setup"})
         principal = self.directory.require_principal(caller.principal_id)
         current = principal.mfa or {}
         if current.get("active"):
@@ -198,6 +201,7 @@ class MfaService:
 
     def activate(self, caller: Caller, code: str) -> MfaStatus:
         """Turn the pending enrolment on with its first valid code."""
+        self._require_self(caller, Action.MFA_ENROLL, {"step": "activate"})
         principal = self.directory.require_principal(caller.principal_id)
         current = principal.mfa or {}
         if current.get("active"):
@@ -215,6 +219,7 @@ class MfaService:
         target = principal_id or caller.principal_id
         if target != caller.principal_id:
             return self._reset(caller, target)
+        self._require_self(caller, Action.MFA_DISABLE, {})
         principal = self.directory.require_principal(target)
         current = principal.mfa or {}
         mfa = {"active": False, "enrolment": int(current.get("enrolment") or 0)}
@@ -230,11 +235,14 @@ class MfaService:
             raise AccessDenied("disabling MFA needs a valid code", reason=MFA_REQUIRED)
         return _status(self._commit_with_code(caller, principal, code, mfa, draft))
 
+    def _require_self(self, caller: Caller, action: Action, details: dict[str, Any]) -> None:
+        """One's own MFA: allowed without a code even under ``V_SECURE_REQUIRE_MFA`` (enrolment needs none yet)."""
+        require_self(caller, action, caller.principal_id, "managing MFA", mfa_exempt=True,
+                     audit=self.audit.commit, details={"principal": caller.principal_id, **details})
+
     def _reset(self, caller: Caller, target: str) -> MfaStatus:
-        if not caller.principal.admin:
-            self.audit.commit(caller.draft(Action.MFA_DISABLE, status=Status.DENIED, deny_reason="permission_denied",
-                                           details={"principal": target}))
-            raise AccessDenied("only a global admin may reset another principal's MFA", reason="permission_denied")
+        require_global_admin(caller, Action.MFA_DISABLE, "resetting another principal's MFA",
+                             audit=self.audit.commit, details={"principal": target})
         principal = self.directory.require_principal(target)
         mfa = {"active": False, "enrolment": int((principal.mfa or {}).get("enrolment") or 0)}
         self.directory.save_principal(principal.model_copy(update={"mfa": mfa}), caller.draft(
@@ -261,10 +269,10 @@ class MfaService:
         """Refuse unless ``caller`` sent a valid, unused code; claim its step (now, or via the items)."""
         code = (caller.mfa_code or "").strip()
         if not code:
-            raise AccessDenied("this secret requires MFA: send a TOTP code in the X-VSecure-MFA header",
+            raise AccessDenied("this request requires MFA: send a TOTP code in the X-VSecure-MFA header",
                                reason=MFA_REQUIRED)
         if not (caller.principal.mfa or {}).get("active"):
-            raise AccessDenied("this secret requires MFA, which is not active for this principal "
+            raise AccessDenied("this request requires MFA, which is not active for this principal "
                                "(v-secure auth mfa setup)", reason=MFA_REQUIRED)
         now = self.clock.now().timestamp()
         step = self._step_or_refuse(caller, caller.principal, code, now, None)

@@ -86,20 +86,34 @@ def enforce(caller: Caller, constraints: dict[str, Any] | None, *, secret_id: st
     """
     settings = get_settings()
     constraints = constraints or {}
-    if not ip_allowed(caller.source_ip, settings.ip_whitelist) or not ip_allowed(
-            caller.source_ip, constraints.get("ip_whitelist") or []):
-        raise AccessDenied("request from an address outside the secret's IP allow-list",
-                           reason="ip_not_allowed")
-    items: list[dict[str, Any]] = []
-    if settings.require_mfa or constraints.get("require_mfa"):
-        from chalicelib.access_control.mfa import verify_request_code
-
-        items.extend(verify_request_code(caller, defer=defer_mfa))
+    items = check_address_and_mfa(caller, constraints, defer_mfa=defer_mfa)
     rate = constraints.get("rate_limit") or settings.rate_limit
     if rate:
         items.append(rate_counter_item(caller.principal_id, secret_id, RateLimit.parse(rate),
                                        table or settings.secrets_table, now if now is not None else time.time()))
     return items
+
+
+def check_address_and_mfa(caller: Caller, constraints: dict[str, Any] | None = None, *,
+                          mfa_exempt: bool = False, defer_mfa: bool = False) -> list[dict[str, Any]]:
+    """The global then the per-secret IP allow-list, then MFA (global or per-secret).
+
+    ``mfa_exempt`` is for the routes that manage one's own MFA (enrolling needs no code yet).
+    Returns the MFA claim items when ``defer_mfa``, else ``[]`` (the code was claimed).
+    """
+    settings = get_settings()
+    constraints = constraints or {}
+    if not ip_allowed(caller.source_ip, settings.ip_whitelist):
+        raise AccessDenied("request from an address outside the service's IP allow-list",
+                           reason="ip_not_allowed")
+    if not ip_allowed(caller.source_ip, constraints.get("ip_whitelist") or []):
+        raise AccessDenied("request from an address outside the secret's IP allow-list",
+                           reason="ip_not_allowed")
+    if mfa_exempt or not (settings.require_mfa or constraints.get("require_mfa")):
+        return []
+    from chalicelib.access_control.mfa import verify_request_code
+
+    return verify_request_code(caller, defer=defer_mfa)
 
 
 def constraint_refusal(caller: Caller, items: Sequence[dict[str, Any]],

@@ -24,12 +24,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.access_control.context import Caller
+from chalicelib.access_control.gate import require_global_admin
 from chalicelib.access_control.rbac import PrefixPolicy
 from chalicelib.access_control.wire import PolicyDocument, PolicyList, PolicyRequest
-from chalicelib.audit.events import Action, Status
+from chalicelib.audit.events import Action
 from chalicelib.audit.stream import AuditWriter, TransactionCancelled
 from chalicelib.clock import Clock, SystemClock
-from chalicelib.errors import AccessDenied, Conflict, DependencyUnavailable, NotFound
+from chalicelib.errors import Conflict, DependencyUnavailable, NotFound
 from chalicelib.vault.storage import from_attributes, to_attributes
 
 POLICY_PK = "POLICY"
@@ -104,11 +105,11 @@ class PolicyStore:
     # --- administration ---------------------------------------------------------------------
 
     def list_policies(self, caller: Caller) -> PolicyList:
-        self._require_admin(caller, "list")
+        self._require_admin(caller, Action.POLICY_READ, "list")
         return PolicyList(policies=[p.document() for p in self._load()])
 
     def get(self, caller: Caller, name: str) -> PolicyDocument:
-        self._require_admin(caller, "get", name)
+        self._require_admin(caller, Action.POLICY_READ, "get", name)
         found = self._get(name)
         if found is None:
             raise NotFound(f"policy '{name}' not found")
@@ -116,7 +117,7 @@ class PolicyStore:
 
     def put(self, caller: Caller, name: str, request: PolicyRequest) -> PolicyDocument:
         """Create or replace the policy ``name``."""
-        self._require_admin(caller, "put", name)
+        self._require_admin(caller, Action.POLICY_CHANGE, "put", name)
         policy = StoredPolicy(name=name, pattern=request.pattern, allow=_plain(request.allow),
                               deny=_plain(request.deny), description=request.description,
                               updated_at=self._clock.now(), updated_by=caller.principal_id)
@@ -128,7 +129,7 @@ class PolicyStore:
         return policy.document()
 
     def delete(self, caller: Caller, name: str) -> PolicyDocument:
-        self._require_admin(caller, "delete", name)
+        self._require_admin(caller, Action.POLICY_CHANGE, "delete", name)
         found = self._get(name)
         if found is None:
             raise NotFound(f"policy '{name}' not found")
@@ -141,12 +142,9 @@ class PolicyStore:
         _cache.clear()
         return found.document()
 
-    def _require_admin(self, caller: Caller, operation: str, name: str | None = None) -> None:
-        if caller.principal.admin:
-            return
-        self._audit.commit(caller.draft(Action.POLICY_CHANGE, status=Status.DENIED, deny_reason="permission_denied",
-                                        details={"operation": operation, "policy": name}))
-        raise AccessDenied("managing prefix policies needs global admin", reason="permission_denied")
+    def _require_admin(self, caller: Caller, action: Action, operation: str, name: str | None = None) -> None:
+        require_global_admin(caller, action, "managing prefix policies", audit=self._audit.commit,
+                             details={"operation": operation, "policy": name})
 
     # --- storage ----------------------------------------------------------------------------
 

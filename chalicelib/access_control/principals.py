@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from chalicelib.access_control.auth import Directory, PrincipalRecord, TokenRecord, get_directory
 from chalicelib.access_control.context import Caller
-from chalicelib.audit.events import Action, Status
+from chalicelib.access_control.gate import require_global_admin, require_self
+from chalicelib.audit.events import Action
 from chalicelib.clock import Clock, SystemClock
-from chalicelib.errors import AccessDenied, InvalidRequest
+from chalicelib.errors import InvalidRequest
 from chalicelib.models import (
     CreatePrincipalRequest,
     CreateTokenRequest,
@@ -36,7 +37,7 @@ class PrincipalService:
         self.clock = clock or SystemClock()
 
     def create(self, caller: Caller, request: CreatePrincipalRequest) -> PrincipalInfo:
-        self._require_admin(caller, Action.PRINCIPAL_CREATE, request.principal_id)
+        _require_admin(caller, Action.PRINCIPAL_CREATE, request.principal_id)
         record = PrincipalRecord(principal_id=request.principal_id, type=request.type,
                                  groups=sorted(set(request.groups)), admin=request.admin,
                                  description=request.description, created_at=self.clock.now(),
@@ -47,19 +48,24 @@ class PrincipalService:
         return principal_info(record)
 
     def list(self, caller: Caller) -> PrincipalList:
-        self._require_admin(caller, Action.PRINCIPAL_READ, None)
+        _require_admin(caller, Action.PRINCIPAL_READ, None)
         principals = self.directory.list_principals()
         self.directory_event(caller, Action.PRINCIPAL_READ, {"count": len(principals)})
         return PrincipalList(principals=[principal_info(p) for p in principals])
 
     def get(self, caller: Caller, principal_id: str) -> PrincipalInfo:
-        if principal_id != caller.principal_id:
-            self._require_admin(caller, Action.PRINCIPAL_READ, principal_id)
+        _require_self(caller, Action.PRINCIPAL_READ, principal_id)
         return principal_info(self.directory.require_principal(principal_id))
+
+    def whoami(self, caller: Caller) -> PrincipalInfo:
+        """The caller itself (answers under ``V_SECURE_REQUIRE_MFA`` too, so a client can find out who it is)."""
+        require_self(caller, Action.PRINCIPAL_READ, caller.principal_id, "whoami", mfa_exempt=True,
+                     details={"view": "whoami"})
+        return principal_info(caller.principal)
 
     def set_disabled(self, caller: Caller, principal_id: str, disabled: bool) -> PrincipalInfo:
         action = Action.PRINCIPAL_DISABLE if disabled else Action.PRINCIPAL_ENABLE
-        self._require_admin(caller, action, principal_id)
+        _require_admin(caller, action, principal_id)
         if disabled and principal_id == caller.principal_id:
             raise InvalidRequest("a principal cannot disable itself")
         record = self.directory.require_principal(principal_id).model_copy(update={"disabled": disabled})
@@ -67,7 +73,7 @@ class PrincipalService:
         return principal_info(record)
 
     def create_token(self, caller: Caller, principal_id: str, request: CreateTokenRequest) -> TokenCreated:
-        self._require_self_or_admin(caller, Action.TOKEN_CREATE, principal_id)
+        _require_self(caller, Action.TOKEN_CREATE, principal_id)
         self.directory.require_principal(principal_id)
         token, record, _event = self.directory.issue_token(
             principal_id, caller.draft(Action.TOKEN_CREATE, details={"principal": principal_id}),
@@ -75,11 +81,11 @@ class PrincipalService:
         return TokenCreated(token=token, **token_info(record).model_dump())
 
     def list_tokens(self, caller: Caller, principal_id: str) -> TokenList:
-        self._require_self_or_admin(caller, Action.PRINCIPAL_READ, principal_id)
+        _require_self(caller, Action.PRINCIPAL_READ, principal_id)
         return TokenList(tokens=[token_info(t) for t in self.directory.list_tokens(principal_id)])
 
     def revoke_token(self, caller: Caller, principal_id: str, token_id: str) -> TokenInfo:
-        self._require_self_or_admin(caller, Action.TOKEN_REVOKE, principal_id)
+        _require_self(caller, Action.TOKEN_REVOKE, principal_id)
         token = self.directory.get_token(principal_id, token_id)
         revoked, _event = self.directory.revoke_token(token, caller.draft(
             Action.TOKEN_REVOKE, details={"principal": principal_id, "token_id": token_id}))
@@ -90,22 +96,14 @@ class PrincipalService:
 
         get_audit_writer().commit(caller.draft(action, details=details))
 
-    def _require_admin(self, caller: Caller, action: Action, target: str | None) -> None:
-        if caller.principal.admin:
-            return
-        self._deny(caller, action, target, "managing principals needs global admin")
 
-    def _require_self_or_admin(self, caller: Caller, action: Action, principal_id: str) -> None:
-        if caller.principal.admin or caller.principal_id == principal_id:
-            return
-        self._deny(caller, action, principal_id, "only the principal itself or a global admin may do this")
+def _require_admin(caller: Caller, action: Action, target: str | None) -> None:
+    require_global_admin(caller, action, "managing principals", details={"principal": target})
 
-    def _deny(self, caller: Caller, action: Action, target: str | None, message: str) -> None:
-        from chalicelib.audit.stream import get_audit_writer
 
-        get_audit_writer().commit(caller.draft(action, status=Status.DENIED, deny_reason="permission_denied",
-                                               details={"principal": target}))
-        raise AccessDenied(message, reason="permission_denied")
+def _require_self(caller: Caller, action: Action, principal_id: str) -> None:
+    require_self(caller, action, principal_id, "a principal's own details and tokens",
+                 details={"principal": principal_id})
 
 
 def get_principal_service() -> PrincipalService:

@@ -11,6 +11,10 @@ global admin's included. It takes away exactly the permissions it lists. The one
 a global admin keeps ``admin`` (changing the secret's access), so that no deny can lock a
 secret away for good. Everything not granted is denied.
 
+Requests that are not about one secret are decided by :func:`decide_global_admin`
+(principals, groups, policies, keys), :func:`decide_self` (a principal's own tokens and MFA)
+and :func:`decide` on ``*`` (``audit:read`` over the whole log).
+
 Example::
 
     decision = decide(principal, Permission.READ, "db_password", record.access, record.deny, policies)
@@ -38,6 +42,9 @@ _GRANT_KEY = re.compile(GRANT_KEY_PATTERN)
 EXPLICIT_DENY = "explicit_deny"
 PERMISSION_DENIED = "permission_denied"
 GLOBAL_ADMIN = "global_admin"
+SELF = "self"
+AUTHENTICATED = "authenticated"
+ALL_SECRETS = "*"
 
 
 def valid_grant_key(name: str) -> bool:
@@ -124,3 +131,24 @@ def decide(subject: Subject, permission: Permission, secret_id: str,
         if _allowed_by(policy.allow, names, permission):
             return Decision(True, f"policy:{policy.name}")
     return Decision(False, PERMISSION_DENIED, f"missing permission '{permission.value}' on this secret")
+
+
+def decide_global_admin(subject: Subject, what: str) -> Decision:
+    """Only a global admin may do ``what`` (``"managing principals"``)."""
+    if subject.admin:
+        return Decision(True, GLOBAL_ADMIN)
+    return Decision(False, PERMISSION_DENIED, f"{what} needs global admin")
+
+
+def decide_self(subject: Subject, principal_id: str, what: str) -> Decision:
+    """The principal itself, or a global admin, may do ``what`` to ``principal_id``'s own things."""
+    if subject.principal_id == principal_id:
+        return Decision(True, SELF)
+    if subject.admin:
+        return Decision(True, GLOBAL_ADMIN)
+    return Decision(False, PERMISSION_DENIED, f"{what} is for the principal itself or a global admin")
+
+
+def decide_authenticated(subject: Subject) -> Decision:
+    """Any authenticated principal (what it then sees is filtered by :func:`decide`)."""
+    return Decision(True, AUTHENTICATED)

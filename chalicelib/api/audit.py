@@ -20,7 +20,7 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.access_control.context import Caller
-from chalicelib.access_control.rbac import PrefixPolicy, decide
+from chalicelib.access_control.gate import SecretGrants, require_audit_read, require_global_admin
 from chalicelib.api.http import current_caller, endpoint, parse_body, path_id, query, query_int, respond
 from chalicelib.api.openapi import register_operations
 from chalicelib.audit.events import Action, Status
@@ -36,12 +36,15 @@ from chalicelib.audit.query import (
     VerifyResponse,
     parse_time,
 )
-from chalicelib.errors import AccessDenied, InvalidRequest, NotFound
-from chalicelib.models import Permission, WireModel
+from chalicelib.audit.stream import get_audit_writer
+from chalicelib.aws import client
+from chalicelib.config import get_settings
+from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.models import WireModel
+from chalicelib.vault.service import get_vault_service
 
 audit_api = Blueprint(__name__)
 
-ALL_SECRETS = "*"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -57,9 +60,6 @@ def audit_trail() -> Response:
     filters = AuditFilters.parse(secret_id=query("secretId"), actor=query("actor"), action=query("action"),
                                  status=query("status"), start_date=query("startDate"), end_date=query("endDate"))
     _authorize(caller, Action.AUDIT_READ, filters.secret_id, filters.describe())
-    from chalicelib.aws import client
-    from chalicelib.config import get_settings
-
     trail = AuditQuery(client("dynamodb"), get_settings().audit_table).search(
         filters, limit=query_int("limit") or DEFAULT_LIMIT, next_token=query("nextToken"))
     _record(caller, Action.AUDIT_READ, filters.secret_id,
@@ -74,9 +74,6 @@ def audit_event(stream_id: str, seq: str) -> Response:
     if not seq.isdigit():
         raise InvalidRequest("seq must be a positive integer")
     _authorize(caller, Action.AUDIT_READ, None, {"streamId": path_id(stream_id), "seq": int(seq)})
-    from chalicelib.aws import client
-    from chalicelib.config import get_settings
-
     entry = AuditQuery(client("dynamodb"), get_settings().audit_table).get_event(path_id(stream_id), int(seq))
     if entry is None:
         raise NotFound(f"stream {path_id(stream_id)} has no event {seq}")
@@ -101,9 +98,7 @@ def audit_hash() -> Response:
 @endpoint()
 def audit_seal() -> Response:
     caller = current_caller()
-    if not caller.subject.admin:
-        _denied(caller, Action.AUDIT_SEAL, None, "permission_denied")
-        raise AccessDenied("sealing the audit log needs a global admin", reason="permission_denied")
+    require_global_admin(caller, Action.AUDIT_SEAL, "sealing the audit log")
     from chalicelib.audit.sealer import seal_all
 
     result = seal_all()
@@ -133,9 +128,6 @@ def audit_public_key() -> Response:
     caller = current_caller()
     _authorize(caller, Action.AUDIT_READ, None, {"publicKey": True})
     from chalicelib.audit.verify import fetch_public_key, public_key_pem
-    from chalicelib.aws import client
-    from chalicelib.config import get_settings
-
     key_id = get_settings().audit_signing_key_id
     pem = public_key_pem(fetch_public_key(client("kms"), key_id))
     return respond(PublicKeyResponse(key_id=key_id, public_key=pem))
@@ -145,45 +137,22 @@ def audit_public_key() -> Response:
 
 
 def _authorize(caller: Caller, action: Action, secret_id: str | None, details: dict[str, Any]) -> None:
-    """``audit:read`` on the secret (per-secret trail) or on every secret; denials are audited."""
-    access: dict[str, list[str]] | None = None
-    deny: dict[str, list[str]] | None = None
-    if secret_id is not None and not caller.subject.admin:
-        from chalicelib.vault.service import get_vault_service
+    """``audit:read`` on the secret (its trail, kept after it is destroyed) or on every secret.
 
+    The secret's own IP and MFA constraints guard its value, not its trail; the service-wide
+    ones apply as to every request. Denials are audited.
+    """
+    secret = None
+    if secret_id is not None:
         record = get_vault_service().repo.get(secret_id)
-        if record is not None:
-            access, deny = record.access, record.deny
-    decision = decide(caller.subject, Permission.AUDIT_READ, secret_id or ALL_SECRETS, access, deny,
-                      _policies())
-    if not decision.allowed:
-        _denied(caller, action, secret_id, decision.reason, details)
-        scope = f"the audit trail of '{secret_id}'" if secret_id else "the whole audit log"
-        raise AccessDenied(f"reading {scope} needs '{Permission.AUDIT_READ.value}'", reason=decision.reason)
-
-
-def _policies() -> tuple[PrefixPolicy, ...]:
-    try:
-        from chalicelib.access_control.policy_store import cached_policies
-    except ImportError:
-        return ()
-    return cached_policies()
+        secret = SecretGrants(secret_id, access=record.access if record else {}, deny=record.deny if record else {})
+    require_audit_read(caller, action, secret=secret, details=details)
 
 
 def _record(caller: Caller, action: Action, secret_id: str | None, details: dict[str, Any],
             status: Status = Status.SUCCESS) -> None:
     """The audit event of this audit call, durable before the answer leaves (fail closed)."""
-    from chalicelib.audit.stream import get_audit_writer
-
     get_audit_writer().commit(caller.draft(action, status=status, secret_id=secret_id, details=details))
-
-
-def _denied(caller: Caller, action: Action, secret_id: str | None, reason: str,
-            details: dict[str, Any] | None = None) -> None:
-    from chalicelib.audit.stream import get_audit_writer
-
-    get_audit_writer().commit(caller.draft(action, status=Status.DENIED, secret_id=secret_id, deny_reason=reason,
-                                           details=details or {}))
 
 
 register_operations([

@@ -24,21 +24,20 @@ from typing import Any
 from chalice import Blueprint, Chalice, Response
 
 from chalicelib.access_control.context import Caller
-from chalicelib.access_control.rbac import PrefixPolicy, decide
+from chalicelib.access_control.gate import require_audit_read
 from chalicelib.api.http import current_caller, endpoint, query, query_bool, respond
 from chalicelib.api.openapi import register_operations
-from chalicelib.audit.events import Action, Status
+from chalicelib.audit.events import Action
+from chalicelib.audit.stream import get_audit_writer
 from chalicelib.compliance.model import parse_period
 from chalicelib.compliance.report import ComplianceReport, generate_report
 from chalicelib.compliance.reporters import FORMATS, filename, render
 from chalicelib.compliance.validators import get_standard
-from chalicelib.errors import AccessDenied, InvalidRequest
-from chalicelib.models import Permission
+from chalicelib.errors import InvalidRequest
 
 compliance_api = Blueprint(__name__)
 
 PDF = "application/pdf"
-ALL_SECRETS = "*"
 _PREFIX = re.compile(r"^[A-Za-z0-9_./-]{1,256}$")
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -91,29 +90,12 @@ def _accepts_pdf() -> bool:
 
 
 def _authorize(caller: Caller, standard: str, details: dict[str, Any]) -> None:
-    """Global admin, or ``audit:read`` on every secret; a refusal is audited."""
-    decision = decide(caller.subject, Permission.AUDIT_READ, ALL_SECRETS, None, None, _policies())
-    if decision.allowed:
-        return
-    from chalicelib.audit.stream import get_audit_writer
-
-    get_audit_writer().commit(caller.draft(Action.COMPLIANCE_REPORT, status=Status.DENIED,
-                                           deny_reason=decision.reason, compliance_standards=[standard],
-                                           details=details))
-    raise AccessDenied(f"compliance reports need global admin or '{Permission.AUDIT_READ.value}' on every secret "
-                       "(a prefix policy on '*')", reason=decision.reason)
-
-
-def _policies() -> tuple[PrefixPolicy, ...]:
-    from chalicelib.access_control.policy_store import cached_policies
-
-    return cached_policies()
+    """Global admin, or ``audit:read`` on every secret (a prefix policy on ``*``); a refusal is audited."""
+    require_audit_read(caller, Action.COMPLIANCE_REPORT, details=details, compliance_standards=[standard])
 
 
 def _record(caller: Caller, standard: str, details: dict[str, Any]) -> None:
     """The report's audit event, durable before the report leaves (fail closed)."""
-    from chalicelib.audit.stream import get_audit_writer
-
     get_audit_writer().commit(caller.draft(Action.COMPLIANCE_REPORT, compliance_standards=[standard],
                                            details=details))
 

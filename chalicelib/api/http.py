@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.access_control.context import Caller
 from chalicelib.audit.events import Action, AuditDraft, Status
+from chalicelib.audit.request_audit import RequestAudit, request_audit
 from chalicelib.config import get_settings
 from chalicelib.errors import InvalidRequest, PayloadTooLarge, Unauthenticated, VSecureError
 from chalicelib.logging import logger
@@ -37,29 +38,60 @@ _caller: ContextVar[Caller | None] = ContextVar("v_secure_caller", default=None)
 
 
 def endpoint(*, public: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Wrap a view: authenticate (unless ``public``), map domain errors to JSON, never leak internals."""
+    """Wrap a view: authenticate (unless ``public``), map domain errors to JSON, never leak internals.
+
+    Every authenticated request that was authorized leaves one audit event: the view's own,
+    or one written here (a read that records nothing, or a refusal after authorization such
+    as a 409), before the answer leaves.
+    """
 
     def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def handler(*args: Any, **kwargs: Any) -> Any:
             token = None
-            try:
-                if not public:
-                    token = _caller.set(_authenticate())
-                return view(*args, **kwargs)
-            except VSecureError as error:
-                return error_response(error)
-            except Exception:
-                logger.exception("unhandled error", extra={"path": _request().path})
-                return Response(status_code=500, body={"code": "internal_error",
-                                                       "message": "internal error; see the server log"})
-            finally:
-                if token is not None:
-                    _caller.reset(token)
+            with request_audit() as trail:
+                try:
+                    if not public:
+                        token = _caller.set(_authenticate())
+                    answer = view(*args, **kwargs)
+                    _record_unaudited(trail)
+                    return answer
+                except VSecureError as error:
+                    _record_unaudited(trail, error)
+                    return error_response(error)
+                except Exception:
+                    logger.exception("unhandled error", extra={"path": _request().path})
+                    return Response(status_code=500, body={"code": "internal_error",
+                                                           "message": "internal error; see the server log"})
+                finally:
+                    if token is not None:
+                        _caller.reset(token)
 
         return handler
 
     return wrap
+
+
+def _record_unaudited(trail: RequestAudit, error: VSecureError | None = None) -> None:
+    """The event of an authorized request that recorded none: success, or the failure ``error``.
+
+    A success whose event cannot be written fails closed (the error propagates); a failed
+    request's event is best effort, as that request already served nothing.
+    """
+    caller = _caller.get()
+    if caller is None or not trail.unrecorded or trail.action is None:
+        return
+    from chalicelib.audit.stream import get_audit_writer
+
+    if error is None:
+        get_audit_writer().commit(caller.draft(trail.action, secret_id=trail.secret_id, details=trail.details))
+        return
+    draft = caller.draft(trail.action, status=Status.FAILURE, secret_id=trail.secret_id,
+                         details={**trail.details, "error": error.code})
+    try:
+        get_audit_writer().commit(draft)
+    except VSecureError as audit_error:
+        logger.warning("could not audit a failed request", extra={"code": audit_error.code})
 
 
 def error_response(error: VSecureError) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.access_control.principals import get_principal_service, principal_info
+from chalicelib.access_control.principals import get_principal_service
 from chalicelib.api.http import current_caller, endpoint, parse_body, path_id, respond
 from chalicelib.models import CreatePrincipalRequest, CreateTokenRequest
 
@@ -66,4 +66,4 @@ def revoke_token(principal_id: str, token_id: str) -> Response:
 @principals_api.route("/auth/whoami", methods=["GET"])
 @endpoint()
 def whoami() -> Response:
-    return respond(principal_info(current_caller().principal))
+    return respond(get_principal_service().whoami(current_caller()))

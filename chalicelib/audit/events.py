@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 GENESIS_HASH = "0" * 64
+_ADDED_FIELDS = ("authorized_by",)
 
 
 class Action(StrEnum):
@@ -38,11 +39,13 @@ class Action(StrEnum):
     ACCESS_REVOKE = "access_revoke"
     ACCESS_READ = "access_read"
     POLICY_CHANGE = "policy_change"
+    POLICY_READ = "policy_read"
     PRINCIPAL_CREATE = "principal_create"
     PRINCIPAL_DISABLE = "principal_disable"
     PRINCIPAL_ENABLE = "principal_enable"
     PRINCIPAL_READ = "principal_read"
     GROUP_CHANGE = "group_change"
+    GROUP_READ = "group_read"
     TOKEN_CREATE = "token_create"
     TOKEN_REVOKE = "token_revoke"
     AUTH_FAILED = "auth_failed"
@@ -85,6 +88,8 @@ class AuditDraft(BaseModel):
     source_ip: str | None = None
     reason: str | None = None
     deny_reason: str | None = None
+    authorized_by: str | None = None
+    """Why the caller was allowed (``global_admin``, ``self``, ``secret_grant:<key>``, ``policy:<name>``)."""
     request_id: str | None = None
     compliance_standards: list[str] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
@@ -100,8 +105,15 @@ class AuditEvent(AuditDraft):
     hash: str = ""
 
     def canonical(self) -> bytes:
-        """The bytes that are hashed: every field but ``hash``, sorted keys, no spaces."""
+        """The bytes that are hashed: every field but ``hash``, sorted keys, no spaces.
+
+        Fields added after the first release (``authorized_by``) are left out while unset, so
+        events written before them still verify.
+        """
         body = self.model_dump(mode="json", exclude={"hash"})
+        for added in _ADDED_FIELDS:
+            if body.get(added) is None:
+                body.pop(added, None)
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     def computed_hash(self) -> str:

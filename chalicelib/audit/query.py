@@ -81,6 +81,7 @@ class AuditEntry(WireModel):
     request_id: str | None = None
     version: int | None = None
     deny_reason: str | None = None
+    authorized_by: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     stream_id: str
     seq: int

@@ -29,6 +29,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.audit.events import GENESIS_HASH, AuditDraft, AuditEvent
+from chalicelib.audit.request_audit import note_event
 from chalicelib.clock import Clock, SystemClock, isoformat
 from chalicelib.errors import AuditUnavailable, DependencyUnavailable
 
@@ -102,6 +103,7 @@ class AuditWriter:
                     self._resync(stream)
                     continue
                 stream.seq, stream.last_hash = event.seq, event.hash
+                note_event()
                 return event
         raise AuditUnavailable("the audit stream could not be advanced")
 

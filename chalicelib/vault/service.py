@@ -20,9 +20,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.access_control.context import Caller, system_draft
+from chalicelib.access_control.gate import require_authenticated
 from chalicelib.access_control.policies import constraint_refusal, enforce, retry_after, validate_constraints
 from chalicelib.access_control.rbac import PrefixPolicy, decide
 from chalicelib.audit.events import Action, AuditEvent, Status
+from chalicelib.audit.request_audit import note_authorized
 from chalicelib.audit.stream import TransactionCancelled
 from chalicelib.clock import Clock, SystemClock
 from chalicelib.config import Settings, get_settings
@@ -320,6 +322,8 @@ class VaultService:
              include_deleted: bool = False) -> ListSecretsResponse:
         if not 1 <= limit <= 100:
             raise InvalidRequest("limit must be between 1 and 100")
+        require_authenticated(caller, Action.SECRET_LIST, audit=self.repo.record_event,
+                              details={"prefix": prefix, "type": secret_type, "tag": tag})
         records, token = self.repo.list_secrets(prefix=prefix, limit=limit, next_token=next_token)
         visible = [r for r in records if self._lists(caller, r, secret_type, tag, include_deleted)]
         self.repo.record_event(caller.draft(Action.SECRET_LIST, details={
@@ -503,6 +507,7 @@ class VaultService:
             failed = Action.MFA_FAILED if denied.reason == "mfa_invalid" else action
             self._audit_denied(caller, failed, secret_id, denied.reason, compliance)
             raise
+        note_authorized(action, decision.reason, secret_id=secret_id)
         return items if count_rate else []
 
     def _audit_denied(self, caller: Caller, action: Action, secret_id: str, reason: str,

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.access_control.context import Caller
+from chalicelib.access_control.gate import require_global_admin
 from chalicelib.audit.events import Action, AuditDraft, AuditEvent, Status
-from chalicelib.errors import AccessDenied, InvalidRequest, NotFound, VSecureError
+from chalicelib.errors import InvalidRequest, NotFound, VSecureError
 from chalicelib.ports import KeyProvider
 from chalicelib.vault.keys.envelopes import EnvelopeStore
 from chalicelib.vault.keys.keyring import Keyring
@@ -97,11 +98,8 @@ class KeyAdminService:
         return plain_keyring(self._keyring())
 
     def _require_admin(self, caller: Caller, action: Action, operation: str) -> None:
-        if caller.principal.admin:
-            return
-        self._audit(caller.draft(action, status=Status.DENIED, deny_reason="permission_denied",
-                                 details={"operation": operation}))
-        raise AccessDenied(f"keys {operation} needs global admin", reason="permission_denied")
+        require_global_admin(caller, action, f"keys {operation}", audit=self._audit,
+                             details={"operation": operation})
 
 
 def get_key_admin_service() -> KeyAdminService:
