@@ -208,6 +208,8 @@ def _print_entry(ctx: click.Context, entry: AuditEntry) -> None:
         parts.append(f"v{entry.version}")
     if entry.deny_reason:
         parts.append(f"({entry.deny_reason})")
+    elif entry.authorized_by:
+        parts.append(f"(by {entry.authorized_by})")
     click.echo(" ".join(parts))
 
 

@@ -498,7 +498,8 @@ class VaultService:
         if not decision.allowed:
             self._audit_denied(caller, action, secret_id, decision.reason, compliance)
             raise AccessDenied(decision.message, reason=decision.reason)
-        if record is None:
+        if record is None:  # a new secret (store), or a 404 that names no reason to refuse
+            note_authorized(action, decision.reason, secret_id=secret_id)
             return []
         try:
             items = enforce(caller, record.constraints, secret_id=secret_id,

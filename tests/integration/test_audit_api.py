@@ -136,6 +136,11 @@ def test_cli_trail_and_logs_tail(root: Api, api_server: str, root_token: str) ->
     lines = tailed.output.splitlines()
     assert [line.split()[1] for line in lines] == ["rotation_started", "rotation_completed"]
     assert "secret_store" not in tailed.output
+    # A caller's event says why it was allowed; the service's own events do not.
+    everything = cli_run(api_server, root_token, "--output", "text", "logs", "tail", "--secret-id", secret_id)
+    by_action = {line.split()[1]: line for line in everything.output.splitlines()}
+    assert by_action["secret_store"].endswith("(by global_admin)"), everything.output
+    assert "(by" not in by_action["rotation_completed"]
 
 
 def test_retrieve_fails_closed_when_the_audit_table_is_unwritable(root: Api, api_server: str,
