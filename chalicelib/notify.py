@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.logging import logger
 from chalicelib.ports import Notifier
+from chalicelib.singleton import ProcessSingleton
 
 SOURCE = "v-secure"
 ROTATION_STARTED = "RotationStarted"
@@ -62,22 +62,19 @@ class NullNotifier:
         return None
 
 
-_notifier: Notifier | None = None
-_lock = threading.Lock()
+def _build_notifier() -> Notifier:
+    from chalicelib.aws import client
+    from chalicelib.config import get_settings
+
+    return EventBridgeNotifier(client("events"), get_settings().event_bus)
+
+
+_notifier: ProcessSingleton[Notifier] = ProcessSingleton(_build_notifier)
 
 
 def get_notifier() -> Notifier:
-    global _notifier
-    if _notifier is None:
-        with _lock:
-            if _notifier is None:
-                from chalicelib.aws import client
-                from chalicelib.config import get_settings
-
-                _notifier = EventBridgeNotifier(client("events"), get_settings().event_bus)
-    return _notifier
+    return _notifier.get()
 
 
 def reset_notifier() -> None:
-    global _notifier
-    _notifier = None
+    _notifier.reset()

@@ -30,6 +30,7 @@ from chalicelib.audit.stream import AuditWriter, TransactionCancelled
 from chalicelib.clock import Clock, SystemClock
 from chalicelib.errors import Conflict, DependencyUnavailable, NotFound, Unauthenticated
 from chalicelib.models import PrincipalType
+from chalicelib.singleton import ProcessSingleton
 from chalicelib.vault.storage import from_attributes, to_attributes
 
 TOKEN_PREFIX = "vs_"
@@ -323,25 +324,22 @@ def _code(error: Exception) -> str:
     return type(error).__name__
 
 
-_directory: Directory | None = None
-_lock = threading.Lock()
+def _build_directory() -> Directory:
+    from chalicelib.audit.stream import get_audit_writer
+    from chalicelib.aws import client
+    from chalicelib.config import get_settings
+
+    settings = get_settings()
+    return Directory(client("dynamodb"), settings.secrets_table, get_audit_writer(),
+                     cache_ttl=settings.auth_cache_ttl)
+
+
+_directory = ProcessSingleton(_build_directory)
 
 
 def get_directory() -> Directory:
-    global _directory
-    if _directory is None:
-        with _lock:
-            if _directory is None:
-                from chalicelib.audit.stream import get_audit_writer
-                from chalicelib.aws import client
-                from chalicelib.config import get_settings
-
-                settings = get_settings()
-                _directory = Directory(client("dynamodb"), settings.secrets_table, get_audit_writer(),
-                                       cache_ttl=settings.auth_cache_ttl)
-    return _directory
+    return _directory.get()
 
 
 def reset_directory() -> None:
-    global _directory
-    _directory = None
+    _directory.reset()

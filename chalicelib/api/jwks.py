@@ -35,6 +35,7 @@ from chalicelib.models import SecretType, valid_secret_id
 from chalicelib.ports import KeyProvider
 from chalicelib.rotation.rotators.base import RotationNotSupported
 from chalicelib.rotation.rotators.jwt_token import public_jwk
+from chalicelib.singleton import ProcessSingleton
 from chalicelib.vault.encryption import Envelope
 from chalicelib.vault.records import CURRENT, PENDING, PREVIOUS, SecretRecord
 from chalicelib.vault.retrieval import decrypt_value
@@ -117,24 +118,22 @@ def published_versions(record: SecretRecord) -> list[int]:
     return list(dict.fromkeys(versions))
 
 
-_publisher: JwksPublisher | None = None
-_publisher_lock = threading.Lock()
+def _build_publisher() -> JwksPublisher:
+    from chalicelib.vault.service import get_vault_service
+
+    service = get_vault_service()
+    return JwksPublisher(service.repo, service.keys)
+
+
+_publisher = ProcessSingleton(_build_publisher)
 
 
 def get_jwks_publisher() -> JwksPublisher:
-    global _publisher
-    with _publisher_lock:
-        if _publisher is None:
-            from chalicelib.vault.service import get_vault_service
-
-            service = get_vault_service()
-            _publisher = JwksPublisher(service.repo, service.keys)
-        return _publisher
+    return _publisher.get()
 
 
 def reset_jwks_publisher() -> None:
-    global _publisher
-    _publisher = None
+    _publisher.reset()
 
 
 @jwks_api.route("/jwks/{secret_id}", methods=["GET"])

@@ -32,6 +32,7 @@ from chalicelib.audit.events import GENESIS_HASH, AuditDraft, AuditEvent
 from chalicelib.audit.request_audit import note_event
 from chalicelib.clock import Clock, SystemClock, isoformat
 from chalicelib.errors import AuditUnavailable, DependencyUnavailable
+from chalicelib.singleton import ProcessSingleton
 
 STREAMS_PK = "STREAMS"
 MAX_STREAMS_PER_PROCESS = 16
@@ -214,22 +215,19 @@ def _code(error: Exception) -> str:
     return type(error).__name__
 
 
-_writer: AuditWriter | None = None
-_writer_lock = threading.Lock()
+def _build_writer() -> AuditWriter:
+    from chalicelib.aws import client
+    from chalicelib.config import get_settings
+
+    return AuditWriter(client("dynamodb"), get_settings().audit_table)
+
+
+_writer = ProcessSingleton(_build_writer)
 
 
 def get_audit_writer() -> AuditWriter:
-    global _writer
-    if _writer is None:
-        with _writer_lock:
-            if _writer is None:
-                from chalicelib.aws import client
-                from chalicelib.config import get_settings
-
-                _writer = AuditWriter(client("dynamodb"), get_settings().audit_table)
-    return _writer
+    return _writer.get()
 
 
 def reset_audit_writer() -> None:
-    global _writer
-    _writer = None
+    _writer.reset()

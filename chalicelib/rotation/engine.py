@@ -71,6 +71,7 @@ from chalicelib.rotation.rotators.base import RotationContext, RotationNotSuppor
 from chalicelib.rotation.runs import RotationRun, RunConflict, RunStatus, RunStep, RunStore, new_run_id
 from chalicelib.rotation.strategies import plan_for
 from chalicelib.secret_types import validate_value
+from chalicelib.singleton import ProcessSingleton
 from chalicelib.vault.encryption import Envelope, EnvelopeContext, seal
 from chalicelib.vault.records import CURRENT, PENDING, PREVIOUS, SecretRecord, VersionRecord
 from chalicelib.vault.retrieval import decrypt_value
@@ -808,26 +809,22 @@ def event_detail(run: RotationRun) -> dict[str, Any]:
     return detail
 
 
-_engine: RotationEngine | None = None
-_lock = threading.Lock()
+def _build_engine() -> RotationEngine:
+    from chalicelib.aws import client
+    from chalicelib.notify import get_notifier
+    from chalicelib.rotation.runs import DynamoRunStore
+    from chalicelib.vault.service import get_vault_service
+
+    runs = DynamoRunStore(client("dynamodb"), get_settings().secrets_table)
+    return RotationEngine(get_vault_service(), runs, get_notifier())
+
+
+_engine = ProcessSingleton(_build_engine)
 
 
 def get_rotation_engine() -> RotationEngine:
-    global _engine
-    if _engine is None:
-        with _lock:
-            if _engine is None:
-                from chalicelib.aws import client
-                from chalicelib.notify import get_notifier
-                from chalicelib.rotation.runs import DynamoRunStore
-                from chalicelib.vault.service import get_vault_service
-
-                settings = get_settings()
-                runs = DynamoRunStore(client("dynamodb"), settings.secrets_table)
-                _engine = RotationEngine(get_vault_service(), runs, get_notifier())
-    return _engine
+    return _engine.get()
 
 
 def reset_rotation_engine() -> None:
-    global _engine
-    _engine = None
+    _engine.reset()

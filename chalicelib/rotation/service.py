@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +39,7 @@ from chalicelib.rotation.rollout import effective_percent
 from chalicelib.rotation.rotators.base import RotationNotSupported, get_rotator
 from chalicelib.rotation.runs import RotationRun, RunStep
 from chalicelib.secret_types import validate_value
+from chalicelib.singleton import ProcessSingleton
 from chalicelib.vault.records import SecretRecord
 
 
@@ -194,19 +194,12 @@ def run_info(run: RotationRun, record: SecretRecord, now: datetime) -> RotationR
         steps=[RunStepInfo(name=s.name, status=s.status, at=s.at, detail=s.detail) for s in run.history])
 
 
-_service: RotationService | None = None
-_lock = threading.Lock()
+_service = ProcessSingleton(lambda: RotationService(get_rotation_engine()))
 
 
 def get_rotation_service() -> RotationService:
-    global _service
-    if _service is None:
-        with _lock:
-            if _service is None:
-                _service = RotationService(get_rotation_engine())
-    return _service
+    return _service.get()
 
 
 def reset_rotation_service() -> None:
-    global _service
-    _service = None
+    _service.reset()

@@ -60,6 +60,7 @@ from chalicelib.models import (
 )
 from chalicelib.ports import KeyProvider
 from chalicelib.secret_types import validate_value
+from chalicelib.singleton import ProcessSingleton
 from chalicelib.vault.encryption import EnvelopeContext, seal
 from chalicelib.vault.records import CURRENT, PREVIOUS, SecretRecord, VersionRecord, version_status
 from chalicelib.vault.retrieval import decrypt_value
@@ -550,29 +551,25 @@ def to_metadata(record: SecretRecord) -> SecretMetadata:
     )
 
 
-_service: VaultService | None = None
-_lock = threading.Lock()
+def _build_vault_service() -> VaultService:
+    from chalicelib.access_control.policy_store import cached_policies
+    from chalicelib.audit.hashing import get_audit_hasher
+    from chalicelib.audit.stream import get_audit_writer
+    from chalicelib.aws import client
+    from chalicelib.vault.keys import get_keyring
+
+    settings = get_settings()
+    repo = DynamoSecretRepository(client("dynamodb"), settings.secrets_table, get_audit_writer())
+    return VaultService(repo, get_keyring(), settings=settings, policies=cached_policies,
+                        field_hasher=lambda fields: get_audit_hasher().hash_fields(fields))
+
+
+_service = ProcessSingleton(_build_vault_service)
 
 
 def get_vault_service() -> VaultService:
-    global _service
-    if _service is None:
-        with _lock:
-            if _service is None:
-                from chalicelib.audit.stream import get_audit_writer
-                from chalicelib.aws import client
-                from chalicelib.vault.keys import get_keyring
-
-                settings = get_settings()
-                repo = DynamoSecretRepository(client("dynamodb"), settings.secrets_table, get_audit_writer())
-                from chalicelib.access_control.policy_store import cached_policies
-                from chalicelib.audit.hashing import get_audit_hasher
-
-                _service = VaultService(repo, get_keyring(), settings=settings, policies=cached_policies,
-                                        field_hasher=lambda fields: get_audit_hasher().hash_fields(fields))
-    return _service
+    return _service.get()
 
 
 def reset_vault_service() -> None:
-    global _service
-    _service = None
+    _service.reset()

@@ -35,6 +35,7 @@ from chalicelib.rotation.rotators.base import RotationTestFailed
 from chalicelib.rotation.runs import RunStatus, RunStep
 from chalicelib.rotation.scheduler import tick
 from chalicelib.rotation.service import RotationService
+from chalicelib.singleton import ProcessSingleton
 from chalicelib.vault.service import VaultService
 from chalicelib.vault.storage import DynamoSecretRepository
 from tests.fakes import FakeKeyProvider
@@ -321,7 +322,7 @@ def test_rollback_during_the_rollout_serves_the_old_version_to_everyone(env: Env
 
 def test_rollback_to_a_version_during_a_rotation_goes_through_the_rotation(env: Env,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rotation_service_module, "_service", env.service)
+    monkeypatch.setattr(rotation_service_module, "_service", ProcessSingleton(lambda: env.service))
     env.configure(strategy="rolling")
     env.rotate()
     answer = env.vault.rollback(ROOT, SECRET, RollbackRequest(version=1))
