@@ -6,6 +6,7 @@ Adapters (DynamoDB, KMS, S3, EventBridge) implement these; unit tests use the fa
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
@@ -35,6 +36,23 @@ class KeyProvider(Protocol):
     def check_health(self) -> None:
         """Wrap and unwrap a test key; raise ``KeyUnavailable`` with a clear message if not."""
         ...
+
+
+def check_round_trip(provider: KeyProvider, problem: str) -> None:
+    """A provider's health check: wrap a fresh data key and unwrap it; ``problem`` says what failed.
+
+    Example::
+
+        def check_health(self) -> None:
+            check_round_trip(self, "KMS returned a different data key on unwrap")
+    """
+    from chalicelib.errors import KeyUnavailable
+
+    context = {"purpose": "health-check"}
+    data_key = provider.generate_data_key(context)
+    if not hmac.compare_digest(provider.decrypt_data_key(data_key.wrapped, data_key.kid, context),
+                               data_key.plaintext):
+        raise KeyUnavailable(problem)
 
 
 class Notifier(Protocol):

@@ -8,7 +8,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import DecryptionFailed, DependencyUnavailable, KeyUnavailable
-from chalicelib.ports import DataKey
+from chalicelib.ports import DataKey, check_round_trip
 
 PREFIX = "kms:"
 _KEY_STATE_ERRORS = {
@@ -47,10 +47,7 @@ class KmsKeyProvider:
         return bytes(answer["Plaintext"])
 
     def check_health(self) -> None:
-        context = {"purpose": "health-check"}
-        data_key = self.generate_data_key(context)
-        if self.decrypt_data_key(data_key.wrapped, data_key.kid, context) != data_key.plaintext:
-            raise KeyUnavailable("KMS returned a different data key on unwrap")
+        check_round_trip(self, "KMS returned a different data key on unwrap")
 
     # --- key administration (rewrap, rotation, status) ---------------------------------------
 

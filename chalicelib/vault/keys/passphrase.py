@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from chalicelib.errors import DecryptionFailed, KeyUnavailable
-from chalicelib.ports import DataKey
+from chalicelib.ports import DataKey, check_round_trip
 
 PREFIX = "passphrase:"
 _CHECK_MESSAGE = b"v-secure passphrase key check"
@@ -84,10 +84,7 @@ class PassphraseKeyProvider:
             raise DecryptionFailed("wrapped data key failed authentication") from None
 
     def check_health(self) -> None:
-        context = {"purpose": "health-check"}
-        data_key = self.generate_data_key(context)
-        if self.decrypt_data_key(data_key.wrapped, data_key.kid, context) != data_key.plaintext:
-            raise KeyUnavailable("passphrase provider failed to unwrap its own data key")
+        check_round_trip(self, "passphrase provider failed to unwrap its own data key")
 
     def _master(self) -> tuple[bytes, str]:
         if self._key is None:

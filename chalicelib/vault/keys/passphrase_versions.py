@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from chalicelib.errors import DecryptionFailed, DependencyUnavailable, KeyUnavailable
-from chalicelib.ports import DataKey
+from chalicelib.ports import DataKey, check_round_trip
 from chalicelib.vault.keys.passphrase import PREFIX, _canonical, _check
 
 LEGACY_SK = "KEYPARAMS#passphrase"
@@ -162,11 +162,7 @@ class VersionedPassphraseKeyProvider:
             raise DecryptionFailed("wrapped data key failed authentication") from None
 
     def check_health(self) -> None:
-        context = {"purpose": "health-check"}
-        data_key = self.generate_data_key(context)
-        if not hmac.compare_digest(self.decrypt_data_key(data_key.wrapped, data_key.kid, context),
-                                   data_key.plaintext):
-            raise KeyUnavailable("passphrase provider failed to unwrap its own data key")
+        check_round_trip(self, "passphrase provider failed to unwrap its own data key")
 
     # --- key administration ----------------------------------------------------------------
 

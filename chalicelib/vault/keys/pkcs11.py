@@ -40,7 +40,7 @@ from typing import Any
 
 from chalicelib.config import Settings, get_settings
 from chalicelib.errors import DecryptionFailed, KeyUnavailable
-from chalicelib.ports import DataKey
+from chalicelib.ports import DataKey, check_round_trip
 
 PREFIX = "pkcs11:"
 NONCE_BYTES = 12
@@ -228,11 +228,7 @@ class Pkcs11KeyProvider:
                 raise DecryptionFailed("wrapped data key failed authentication") from None
 
     def check_health(self) -> None:
-        context = {"purpose": "health-check"}
-        data_key = self.generate_data_key(context)
-        if not hmac.compare_digest(self.decrypt_data_key(data_key.wrapped, data_key.kid, context),
-                                   data_key.plaintext):
-            raise KeyUnavailable("the PKCS#11 token returned a different data key on unwrap")
+        check_round_trip(self, "the PKCS#11 token returned a different data key on unwrap")
 
     # --- key administration ----------------------------------------------------------------
 
