@@ -4,11 +4,11 @@ valid code, a reused code, a wrong code}.
 
 Every cell asserts the exact status (and deny reason), that a refused cell carries no value,
 and that the audit log holds an event for that very request (matched by request id) with the
-right status and deny reason. Cells are generated from a small table of what each role may do,
-so the expected outcome is computed, never written out by hand. ``switch`` and
-``rotation/rollback`` have no rotation to act on here, so an authorized caller gets their 409;
-those routes record no event of their own for that refusal, and for those cells only the
-absence of an authorization denial is checked.
+right status, deny reason, and for an allowed cell the reason it was allowed (``authorized_by``:
+``global_admin``, or the grant key that allowed it). Cells are generated from a small table of
+what each role may do, so the expected outcome is computed, never written out by hand.
+``switch`` and ``rotation/rollback`` have no rotation to act on here, so an authorized caller
+gets their 409, recorded as a ``failure`` of the authorized request.
 
 TOTP without a frozen clock: a code works once and only three steps are valid at a time, so
 each principal that cells let through with a valid code serves two such cells: it activated
@@ -19,7 +19,6 @@ the code the "valid" cell just used; "wrong" is a well-formed code that is not v
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,14 +27,14 @@ from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
-import pyotp
 import pytest
 
-from chalicelib.access_control.auth import get_directory
 from chalicelib.access_control.context import system_draft
 from chalicelib.audit.events import Action
 from chalicelib.vault.service import get_vault_service
-from tests.integration.test_access_support import Client, events_by_request, secret_path, since, totp_code
+from tests.integration.test_access_support import Client, FreshCodes, events_by_request, secret_path, since
+from tests.integration.test_access_support import code_for as _code_for
+from tests.integration.test_access_support import make_principal as _make_principal
 
 VALUE = "sk_live_matrix_canary_31c7"
 ALLOWED_IP, OTHER_IP = "127.0.0.1", "127.0.0.2"
@@ -47,7 +46,6 @@ MAY = {"root": EVERYTHING, "admin": EVERYTHING, "reader": {"read"}, "writer": {"
        "member": {"read"}, "stranger": set()}
 GRANTED = {"admin": "admin", "reader": "read", "writer": "write", "rotator": "rotate"}  # role -> per-secret grant
 UNAUTHENTICATED = {"disabled": "principal_disabled", "expired": "token_expired"}
-UNENROLLED_SEED = pyotp.random_base32()  # codes for principals without MFA (refused before MFA is checked)
 
 
 @dataclass(frozen=True)
@@ -62,8 +60,7 @@ class Route:
     """The audited action of a refusal (and of a success, unless ``success_action`` says otherwise)."""
     state: str = "live"  # the secret's state the cell needs: "live" or "deleted"
     success_action: str | None = None
-    """The audited action of a success; ``""``: the route records no event when it refuses for
-    its own reasons after authorization (only the authorization is asserted then)."""
+    """The audited action of a success."""
 
     @property
     def audited_success(self) -> str:
@@ -103,9 +100,8 @@ ROUTES = (
     Route("config", "PUT", ("config",), "write", 200, "secret_configure"),
     Route("rotate", "POST", ("rotate",), "rotate", 200, "secret_rotate", success_action="rotation_started"),
     # No rotation is waiting for a switch or a rollback: authorized callers get 409.
-    Route("switch", "POST", ("switch",), "rotate", 409, "secret_switch", success_action=""),
-    Route("rotation_rollback", "POST", ("rotation", "rollback"), "write", 409, "secret_rollback",
-          success_action=""),
+    Route("switch", "POST", ("switch",), "rotate", 409, "secret_switch"),
+    Route("rotation_rollback", "POST", ("rotation", "rollback"), "write", 409, "secret_rollback"),
 )
 
 
@@ -159,28 +155,6 @@ class Matrix:
     seeds: dict[tuple[str, str], str] = field(default_factory=dict)
     access: dict[str, list[str]] = field(default_factory=dict)
     codes: FreshCodes = field(default_factory=lambda: FreshCodes())
-
-
-def _make_principal(api: str, root_token: str, key: tuple[str, str], run: str, group: str) -> tuple[str, str, str]:
-    role, route = key
-    name = f"mx-{role}-{route.replace('_', '')}-{run}".replace("--", "-")
-    root = Client(api, root_token)
-    try:
-        fields: dict[str, Any] = {"admin": role == "root", "groups": [group] if role == "member" else []}
-        token = root.new_principal(name, **fields)
-        if role == "expired":
-            return name, _short_lived_token(name), ""
-        # Only principals that pass RBAC on a route ever reach the MFA check.
-        seed = Client(api, token).enrol_mfa() if route else ""
-        return name, token, seed
-    finally:
-        root.close()
-
-
-def _short_lived_token(principal_id: str) -> str:
-    token, _record, _event = get_directory().issue_token(
-        principal_id, system_draft(Action.TOKEN_CREATE, details={"principal": principal_id}), ttl_seconds=1)
-    return token
 
 
 @pytest.fixture(scope="module")
@@ -279,37 +253,16 @@ def _run_route(api: str, fixture: Matrix, route: Route) -> list[Outcome]:
     return outcomes
 
 
-class FreshCodes:
-    """Hands out each principal's codes for the current and the next step, each step once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._claimed: dict[tuple[str, str], set[int]] = {}
-
-    def take(self, key: tuple[str, str], seed: str) -> str:
-        with self._lock:
-            step = int(time.time() // 30)
-            claimed = self._claimed.setdefault(key, set())
-            free = next(s for s in (step, step + 1) if s not in claimed)
-            claimed.add(free)
-            return str(pyotp.TOTP(seed).at(free * 30))
+def _allowed_by(cell: Cell, fixture: Matrix) -> str:
+    """The ``authorized_by`` an allowed cell's event must carry."""
+    if cell.role == "root":
+        return "global_admin"
+    if cell.role == "member":
+        return f"secret_grant:group:{fixture.group}"
+    return f"secret_grant:{fixture.names[cell.principal_key()]}"
 
 
-def _code_for(cell: Cell, key: tuple[str, str], fixture: Matrix, used: dict[tuple[str, str], str]) -> str | None:
-    seed = fixture.seeds.get(key) or UNENROLLED_SEED
-    if cell.mode in ("off", "none"):
-        return None
-    if cell.mode == "valid":
-        return fixture.codes.take(key, seed) if cell.expected()[1] is None else totp_code(seed)
-    if cell.mode == "reused":
-        if cell.expected() == (403, "mfa_invalid"):
-            assert key in used, f"no code was used before {cell}"
-        return used.get(key) or totp_code(seed)
-    valid = {totp_code(seed, steps) for steps in (-2, -1, 0, 1, 2)}
-    return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
-
-
-def _problems(outcome: Outcome, events: dict[str, list[dict[str, Any]]]) -> list[str]:
+def _problems(outcome: Outcome, events: dict[str, list[dict[str, Any]]], fixture: Matrix) -> list[str]:
     cell = outcome.cell
     status, reason = cell.expected()
     problems = []
@@ -322,17 +275,16 @@ def _problems(outcome: Outcome, events: dict[str, list[dict[str, Any]]]) -> list
     if cell.route.name == "retrieve" and status == 200 and outcome.body.get("value") != VALUE:
         problems.append("an allowed read did not return the value")
     found = events.get(outcome.request_id, [])
-    if reason is None and not cell.audited_action():
-        if any(e["status"] == "denied" for e in found):
-            problems.append(f"an authorized request has a denied audit event: {found}")
-        return problems
     if len(found) != 1:
         problems.append(f"{len(found)} audit events for the request (expected 1)")
         return problems
     event = found[0]
-    wanted = (cell.audited_action(), "denied" if reason else "success", reason, cell.ip)
-    if (event["action"], event["status"], event.get("deny_reason"), event.get("source_ip")) != wanted:
-        got = (event["action"], event["status"], event.get("deny_reason"), event.get("source_ip"))
+    outcome_status = "denied" if reason else "failure" if status >= 400 else "success"
+    allowed_by = None if reason else _allowed_by(cell, fixture)
+    wanted = (cell.audited_action(), outcome_status, reason, allowed_by, cell.ip)
+    got = (event["action"], event["status"], event.get("deny_reason"), event.get("authorized_by"),
+           event.get("source_ip"))
+    if got != wanted:
         problems.append(f"audit event {got} != {wanted}")
     if status != 401 and event.get("secret_id") != outcome.secret_id:
         problems.append(f"audit event for secret {event.get('secret_id')}")
@@ -356,7 +308,7 @@ def test_the_authorization_matrix(api_server: str, matrix: Matrix) -> None:
     for outcome in outcomes:
         cell = outcome.cell
         failures.extend(f"{cell.route.name} {cell.role} {cell.ip} mfa={cell.mode}: {problem}"
-                        for problem in _problems(outcome, events))
+                        for problem in _problems(outcome, events, matrix))
     assert not failures, f"{len(failures)} cells failed:\n" + "\n".join(failures[:40])
 
     # The matrix exercised every outcome there is.

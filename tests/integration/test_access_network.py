@@ -8,36 +8,19 @@ set to 127.0.0.2. On Linux all of 127.0.0.0/8 is local, so a client can connect 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import httpx
 import pytest
 
 from chalicelib.aws import client
 from chalicelib.config import get_settings
-from tests.integration.test_access_support import Client, audit_events, secret_path, since, totp_code
+from tests.integration.test_access_support import Client, api_process, audit_events, secret_path, since, totp_code
 
 VALUE = "sk_live_network_canary_77aa"
 TRUSTED_PROXY = "127.0.0.2"
-
-# A second API server process on the same AWS endpoint (the environment carries table names etc.).
-SECOND_SERVER = """
-import sys
-from chalicelib.local.environment import use_endpoint
-use_endpoint(sys.argv[1])
-from chalicelib.local.server import load_app, start_api_server
-api = start_api_server(load_app(), "127.0.0.1", 0)
-print(api.url, flush=True)
-sys.stdin.read()
-api.stop()
-"""
 
 
 def unique(prefix: str) -> str:
@@ -46,28 +29,9 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def second_server(local_aws: str, api_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("server-b") / "stderr.log"
-    env = {**os.environ, "V_SECURE_TRUSTED_PROXIES": f"{TRUSTED_PROXY}/32", "PYTHONPATH": str(Path.cwd())}
-    with log.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-c", SECOND_SERVER, local_aws], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=Path.cwd())
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().decode().strip()
-        assert url.startswith("http://127.0.0.1:"), log.read_text()
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{url}/health", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "server B is not healthy"
-            time.sleep(0.2)
+    env = {"V_SECURE_TRUSTED_PROXIES": f"{TRUSTED_PROXY}/32"}
+    with api_process(local_aws, env, tmp_path_factory.mktemp("server-b")) as url:
         yield url
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
