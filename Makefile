@@ -19,7 +19,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
-PYTEST_ARGS ?= -q -n auto
+PYTEST_ARGS ?= -q -n auto --dist loadgroup
 
 STAGE ?= prod
 NAME_PREFIX ?= v-secure-$(STAGE)

@@ -61,6 +61,9 @@ from tests.integration.test_access_support import (
     wrong_code,
 )
 
+# Its tests share one costly fixture (principals with MFA, two server processes): one worker runs them.
+pytestmark = pytest.mark.xdist_group("service-matrix")
+
 VALUE = "sk_live_service_matrix_canary_5e1d"
 AUTHENTICATED = frozenset(ROLES) - frozenset(UNAUTHENTICATED)
 PUBLIC, ANY_CALLER, SELF = "public", "authenticated", "self"
