@@ -659,9 +659,11 @@ class RotationEngine:
             if current is None:
                 raise SecretNotFound(f"secret '{run.secret_id}' not found")
             planned = change(current)
+            expired = self.vault.expired_versions(planned.record) if planned.version is not None else ()
             try:
                 self.repo.commit(planned.draft, record=planned.record, expected_rev=current.rev,
-                                 new_version=planned.version, extra_items=(self.runs.put_item(planned.run),))
+                                 new_version=planned.version, destroy_versions=expired,
+                                 extra_items=(self.runs.put_item(planned.run),))
             except StaleRecord:
                 continue
             except TransactionCancelled:

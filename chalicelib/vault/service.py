@@ -178,7 +178,7 @@ class VaultService:
                              details={"type": secret_type, **self._metadata_details(request.metadata),
                                       "tags": request.tags})
         self.repo.commit(draft, record=new_record, expected_rev=record.rev if record else None,
-                         new_version=new_version, destroy_versions=self._expired_versions(new_record))
+                         new_version=new_version, destroy_versions=self.expired_versions(new_record))
         self._records.put(new_record)
         return StoreSecretResponse(secret_id=secret_id, version=version, created_at=now)
 
@@ -239,7 +239,8 @@ class VaultService:
             raise VersionConflict(f"expected version {expected} but the latest version is {current}",
                                   details={"expectedVersion": expected, "latestVersion": current})
 
-    def _expired_versions(self, record: SecretRecord) -> tuple[int, ...]:
+    def expired_versions(self, record: SecretRecord) -> tuple[int, ...]:
+        """The version that falls out of ``V_SECURE_MAX_VERSIONS`` with ``record``'s newest (unless labelled)."""
         oldest_kept = record.latest_version - self.settings.max_versions
         if oldest_kept < 1 or record.labels_of(oldest_kept):
             return ()

@@ -135,6 +135,17 @@ def test_immediate_rotation_runs_every_step_and_retires_the_old_value(env: Env) 
     assert detail["oldVersion"] == 1 and detail["newVersion"] == 2 and value not in str(env.notifier.events)
 
 
+def test_rotations_keep_at_most_max_versions_like_stores_do(env: Env) -> None:
+    env.vault.settings = Settings(max_versions=2)
+    env.configure(strategy="immediate", retireAfter="0s")
+    for _rotation in range(3):
+        env.rotate()
+    assert env.current()[0] == 4
+    statuses = {v.version: v.status for v in env.vault.versions(ROOT, SECRET).versions}
+    assert statuses[1] is VersionStatus.DESTROYED and statuses[2] is VersionStatus.DESTROYED
+    assert statuses[3] is not VersionStatus.DESTROYED and statuses[4] is VersionStatus.ACTIVE
+
+
 def test_the_new_value_is_stored_pending_through_the_versioned_write_path(env: Env) -> None:
     env.configure(strategy="blue-green")
     env.rotate()
