@@ -31,7 +31,7 @@ Example (``chalicelib/cli/audit.py``)::
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ class CliState:
     profile_explicit: bool = False
     output: str = "json"
     query: str | None = None
+    mfa_code: str | None = None
     transport: httpx.BaseTransport | None = None
     client: VSecurity | None = None
 
@@ -75,6 +76,18 @@ def _prompt_mfa() -> str | None:
     return str(code).strip() or None
 
 
+def _given_once(code: str) -> Callable[[], str | None]:
+    """The code from ``--mfa-code``, handed out once: the server refuses a replayed code anyway."""
+    codes = [code]
+    return lambda: codes.pop() if codes else None
+
+
+def _mfa_code_provider(current: CliState) -> Callable[[], str | None] | None:
+    if current.mfa_code:
+        return _given_once(current.mfa_code)
+    return _prompt_mfa if sys.stdin.isatty() and sys.stderr.isatty() else None
+
+
 def sdk(ctx: click.Context) -> VSecurity:
     """The client for this invocation: built on first use, closed when the CLI exits.
 
@@ -85,9 +98,8 @@ def sdk(ctx: click.Context) -> VSecurity:
     if current.client is None:
         endpoint, token = resolve_connection(current.endpoint_url, current.token, current.profile,
                                              profile_explicit=current.profile_explicit)
-        interactive = sys.stdin.isatty() and sys.stderr.isatty()
         current.client = VSecurity(endpoint, token, transport=current.transport,
-                                   mfa_code_provider=_prompt_mfa if interactive else None)
+                                   mfa_code_provider=_mfa_code_provider(current))
         ctx.find_root().call_on_close(current.client.close)
     return current.client
 

@@ -31,7 +31,7 @@ import chalicelib.cli
 from chalicelib import errors
 from chalicelib.cli import principals, secrets
 from chalicelib.cli.context import OUTPUT_FORMATS, emit, sdk, state
-from chalicelib.client import ENV_ENDPOINT, ENV_PROFILE, ENV_TOKEN, NotConfigured, retry_after
+from chalicelib.client import ENV_ENDPOINT, ENV_MFA_CODE, ENV_PROFILE, ENV_TOKEN, NotConfigured, retry_after
 
 _NOT_EXTENSIONS = {"main", "context", "output", "profiles"}
 _registered: set[str] = set()
@@ -151,14 +151,18 @@ def _check_query(_ctx: click.Context, _param: click.Parameter, value: str | None
 @click.option("--query", callback=_check_query, metavar="JMESPATH",
               help="A JMESPath expression applied to the JSON result before output.")
 @click.option("--token", envvar=ENV_TOKEN, hidden=True, help=f"Bearer token (env {ENV_TOKEN}).")
+@click.option("--mfa-code", envvar=ENV_MFA_CODE, metavar="CODE",
+              help=f"A TOTP code, sent when the server asks for MFA (env {ENV_MFA_CODE}); in a terminal "
+                   "the CLI asks for one instead. A code is good for one request.")
 @click.version_option(package_name="v-secure", prog_name="v-secure")
 @click.pass_context
 def cli(ctx: click.Context, endpoint_url: str | None, profile: str | None, output: str, query: str | None,
-        token: str | None) -> None:
+        token: str | None, mfa_code: str | None) -> None:
     """v-secure: encrypted, versioned, rotated and audited secrets."""
     current = state(ctx)
     current.endpoint_url = endpoint_url or None
     current.token = token or None
+    current.mfa_code = (mfa_code or "").strip() or None
     current.profile = profile or None
     current.profile_explicit = ctx.get_parameter_source("profile") in (
         ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)

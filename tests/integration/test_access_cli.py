@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from chalicelib.cli.main import cli
-from tests.integration.test_access_support import Client
+from tests.integration.test_access_support import Client, api_process, totp_code
 
 Run = Callable[..., Result]
 
@@ -95,3 +95,34 @@ def test_group_and_policy_commands(run: Run) -> None:
     assert missing.exit_code == 1 and "not_found" in missing.stderr
     bad = run("policy", "put", "--name", name, "--pattern", "x/*", "--allow", "no-equals-sign", ok=False)
     assert bad.exit_code == 2 and "NAME=PERMISSION" in bad.output
+
+
+def test_every_command_takes_an_mfa_code_when_the_service_requires_one(
+        api_server: str, root_token: str, local_aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``V_SECURE_REQUIRE_MFA`` admin commands need a code too: ``--mfa-code`` or ``V_SECURE_MFA_CODE``."""
+    admin_id = unique("ops")
+    root = Client(api_server, root_token)
+    token = root.new_principal(admin_id, admin=True)
+    root.close()
+    admin = Client(api_server, token)
+    seed = admin.enrol_mfa()  # used the previous step's code: the current and the next are fresh
+    admin.close()
+    runner = CliRunner()
+    with api_process(local_aws, {"V_SECURE_REQUIRE_MFA": "true"}, tmp_path) as guarded:
+        monkeypatch.setenv("V_SECURE_ENDPOINT", guarded)
+        monkeypatch.setenv("V_SECURE_TOKEN", token)
+
+        def invoke(*args: str) -> Result:
+            return runner.invoke(cli, list(args), catch_exceptions=False)
+
+        refused = invoke("principal", "list")
+        assert refused.exit_code != 0 and "mfa_required" in refused.output
+        assert invoke("auth", "whoami").exit_code == 0  # who one is, and one's own MFA, need no code
+        code = totp_code(seed)
+        listed = invoke("--mfa-code", code, "principal", "list")
+        assert listed.exit_code == 0, listed.output
+        assert admin_id in [p["principalId"] for p in json.loads(listed.stdout)["principals"]]
+        replayed = invoke("principal", "list", "--mfa-code", code)  # global options go anywhere
+        assert replayed.exit_code != 0 and "mfa_invalid" in replayed.output
+        monkeypatch.setenv("V_SECURE_MFA_CODE", totp_code(seed, 1))
+        assert invoke("group", "list").exit_code == 0
