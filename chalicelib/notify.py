@@ -4,12 +4,16 @@ Events go to the bus ``V_SECURE_EVENT_BUS`` with source ``v-secure`` and a detai
 ``RotationStarted``, ``SecretRotated``, ``RotationFailed`` or ``RotationRolledBack``. The detail
 never holds a value: ids, versions, strategy, status, the failing step and error code.
 
-Publishing happens after the change it reports was committed. A failure to publish is logged
-and does not undo the change (the audit log, written in the change's transaction, is the record).
+Delivery is at least once: each notification is first written to an outbox item in the same
+transaction as the change it reports (:mod:`chalicelib.rotation.outbox`), published right after
+the commit and removed once EventBridge accepted it. A notification that could not be published
+(EventBridge refused it, or the process died before) stays in the outbox and is published by the
+rotation scheduler's next tick. The detail carries ``notificationId``: a consumer drops an id it
+has already seen. A failure to publish never undoes the change.
 
 Example::
 
-    get_notifier().publish("SecretRotated", {"secretId": "prod/db", "oldVersion": 2, "newVersion": 3})
+    get_notifier().publish("SecretRotated", {"secretId": "prod/db", "oldVersion": 2, "newVersion": 3})  # True
 """
 
 from __future__ import annotations
@@ -33,14 +37,14 @@ ROTATION_ROLLED_BACK = "RotationRolledBack"
 
 
 class EventBridgeNotifier:
-    """Puts one event per call on an EventBridge bus."""
+    """Puts one event per call on an EventBridge bus; ``publish`` is True when the entry was accepted."""
 
     def __init__(self, events: Any, bus: str, source: str = SOURCE) -> None:
         self._events = events
         self._bus = bus
         self._source = source
 
-    def publish(self, detail_type: str, detail: Mapping[str, object]) -> None:
+    def publish(self, detail_type: str, detail: Mapping[str, object]) -> bool:
         entry = {"Source": self._source, "DetailType": detail_type, "EventBusName": self._bus,
                  "Time": datetime.now(UTC), "Detail": json.dumps(dict(detail), default=str, sort_keys=True)}
         try:
@@ -48,18 +52,20 @@ class EventBridgeNotifier:
         except (ClientError, BotoCoreError) as error:
             logger.warning("event not published", extra={"detail_type": detail_type,
                                                           "error": type(error).__name__})
-            return
+            return False
         if answer.get("FailedEntryCount"):
-            failed = answer.get("Entries", [{}])[0]
+            failed = (answer.get("Entries") or [{}])[0]
             logger.warning("event not published", extra={"detail_type": detail_type,
                                                           "error": failed.get("ErrorCode", "unknown")})
+            return False
+        return True
 
 
 class NullNotifier:
-    """Drops every event (rotation disabled for events, or tests that do not look)."""
+    """Drops every event (rotation disabled for events, or tests that do not look); "accepted", so not kept."""
 
-    def publish(self, detail_type: str, detail: Mapping[str, object]) -> None:
-        return None
+    def publish(self, detail_type: str, detail: Mapping[str, object]) -> bool:
+        return True
 
 
 def _build_notifier() -> Notifier:

@@ -56,6 +56,10 @@ def check_round_trip(provider: KeyProvider, problem: str) -> None:
 
 
 class Notifier(Protocol):
-    """Publishes domain events (``SecretRotated``, ``RotationFailed``, ...)."""
+    """Publishes domain events (``SecretRotated``, ``RotationFailed``, ...).
 
-    def publish(self, detail_type: str, detail: Mapping[str, object]) -> None: ...
+    ``publish`` answers whether the event was accepted; a refused event is not raised, the caller
+    keeps it to try again (the rotation outbox).
+    """
+
+    def publish(self, detail_type: str, detail: Mapping[str, object]) -> bool: ...

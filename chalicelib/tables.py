@@ -18,6 +18,7 @@ pk                       sk                  what
 ``RATE#<principal>#<id>`` ``W#<window>``     rate-limit counter (TTL)
 ``MFA#<principal>``      ``STEP#<step>``     a used TOTP time step (replay guard, TTL)
 ``ROTATION#<id>``        ``RUN#<run id>``    a rotation run and its steps
+``OUTBOX``               ``<time>#<ntf id>`` a notification not yet delivered (TTL)
 ``SYSTEM``               ``<name>``          bootstrap state, key checks
 =======================  ==================  ===============================================
 

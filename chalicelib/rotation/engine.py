@@ -22,6 +22,11 @@ crash between steps is resumed by the scheduler once the lease expired. Transien
 before ``finish`` aborts the run: ``CURRENT`` stays, ``PENDING`` goes, the new value is revoked
 (at once if nobody was served it, else after ``retireAfter``), audited and notified.
 
+Notifications (``RotationStarted``, ``SecretRotated``, ``RotationFailed``, ``RotationRolledBack``)
+are written to the outbox (:mod:`~chalicelib.rotation.outbox`) in the transaction of the change
+they report, published right after it and removed once EventBridge accepted them; the scheduler
+publishes what is left behind (at least once; the detail's ``notificationId`` tells duplicates).
+
 Rotators are called with a :class:`~chalicelib.rotation.rotators.base.RotationContext` whose
 ``config`` is the run's rotation block, ``current_value`` the value labelled ``CURRENT`` at the
 time of the call, ``resolve_secret`` a reader of the other secrets the block names
@@ -67,6 +72,7 @@ from chalicelib.models import SecretType
 from chalicelib.notify import ROTATION_FAILED, ROTATION_STARTED, SECRET_ROTATED
 from chalicelib.ports import Notifier
 from chalicelib.rotation import config as rotation_config
+from chalicelib.rotation.outbox import Notice, Outbox, deliver, new_notice
 from chalicelib.rotation.rotators.base import RotationContext, RotationNotSupported, Rotator, get_rotator
 from chalicelib.rotation.runs import RotationRun, RunConflict, RunStatus, RunStep, RunStore, new_run_id
 from chalicelib.rotation.strategies import plan_for
@@ -145,17 +151,19 @@ class RotationEngine:
 
     ``fault`` (tests) is called at named points right after each step's effect or commit
     (``start``, ``create:generated``, ``create``, ``set:applied``, ``set``, ``test:tested``, ``test``,
-    ``rollout``, ``finish``, ``retire:revoked``, ``retire``, ``fail:revoked``); raising from it
-    simulates a crash there.
+    ``rollout``, ``finish``, ``retire:revoked``, ``retire``, ``fail:revoked``, and
+    ``publish:<detail type>`` between a commit and the publishing of its notification); raising
+    from it simulates a crash there.
     """
 
-    def __init__(self, vault: VaultService, runs: RunStore, notifier: Notifier, *, clock: Clock | None = None,
-                 lease_seconds: int = LEASE_SECONDS, worker_id: str | None = None,
+    def __init__(self, vault: VaultService, runs: RunStore, notifier: Notifier, outbox: Outbox, *,
+                 clock: Clock | None = None, lease_seconds: int = LEASE_SECONDS, worker_id: str | None = None,
                  fault: FaultHook | None = None) -> None:
         self.vault = vault
         self.repo = vault.repo
         self.runs = runs
         self.notifier = notifier
+        self.outbox = outbox
         self.clock = clock or SystemClock()
         self.lease = timedelta(seconds=lease_seconds)
         self._worker = worker_id or f"worker-{random.token_hex(6)}"
@@ -203,12 +211,13 @@ class RotationEngine:
             draft = actor.draft(Action.ROTATION_STARTED, secret_id=secret_id, version=record.current_version,
                                 reason=reason, compliance_standards=record.compliance,
                                 details={"rotation_id": run.run_id, "trigger": trigger, "strategy": run.strategy})
+            notice = self.notice(ROTATION_STARTED, run)
             try:
                 self.repo.commit(draft, record=updated, expected_rev=record.rev,
-                                 extra_items=(self.runs.put_item(run),))
+                                 extra_items=(self.runs.put_item(run), self.outbox.put_item(notice)))
             except StaleRecord:
                 continue
-            self.notify(ROTATION_STARTED, run)
+            self.deliver(notice)
             self._fault("start")
             return run
         raise VersionConflict(f"'{secret_id}' is being written by others; try again")
@@ -417,8 +426,7 @@ class RotationEngine:
     def _finish(self, run: RotationRun, record: SecretRecord) -> RotationRun:
         envelope = self.envelope_of(record, self._new(run))
         finish = functools.partial(self._finish_change, run, envelope, None, True, self._expiry(record, run))
-        _record, run = self._commit(run, record, finish)
-        self.notify(SECRET_ROTATED, run)
+        _record, run = self._commit(run, record, finish, notify=SECRET_ROTATED)
         self._fault("finish")
         return run
 
@@ -498,13 +506,14 @@ class RotationEngine:
                                          "strategy": run.strategy})
             planned = self._finish_change(run, self.envelope_of(record, new_version), draft, False,
                                           self._expiry(record, run), record)
+            notice = self.notice(SECRET_ROTATED, planned.run)
             try:
                 self.repo.commit(planned.draft, record=planned.record, expected_rev=record.rev,
-                                 extra_items=(self.runs.put_item(planned.run),))
+                                 extra_items=(self.runs.put_item(planned.run), self.outbox.put_item(notice)))
             except (StaleRecord, TransactionCancelled):
                 continue
             run = planned.run
-            self.notify(SECRET_ROTATED, run)
+            self.deliver(notice)
             return self.retire_if_due(run)
         raise VersionConflict(f"'{secret_id}' is being written by others; try again")
 
@@ -560,8 +569,7 @@ class RotationEngine:
                 lease_until=None, history=run.noted(now, step, "failed", problem["code"]))
             return _Change(updated, draft, next_run)
 
-        _record, run = self._commit(run, record, change)
-        self.notify(ROTATION_FAILED, run)
+        _record, run = self._commit(run, record, change, notify=ROTATION_FAILED)
         return run
 
     def _failures_before(self, run: RotationRun) -> int:
@@ -650,9 +658,13 @@ class RotationEngine:
             raise LeaseLost(run.run_id)
         return record
 
-    def _commit(self, run: RotationRun, record: SecretRecord | None,
-                change: Callable[[SecretRecord], _Change]) -> tuple[SecretRecord, RotationRun]:
-        """One transaction: META (guarded by ``rev``), maybe a version, the run (guarded by ``seq``), the event."""
+    def _commit(self, run: RotationRun, record: SecretRecord | None, change: Callable[[SecretRecord], _Change],
+                *, notify: str | None = None) -> tuple[SecretRecord, RotationRun]:
+        """One transaction: META (guarded by ``rev``), maybe a version, the run (guarded by ``seq``), the event.
+
+        With ``notify`` (a detail type), the run's notification joins the transaction in the
+        outbox and is delivered after the commit.
+        """
         for _attempt in range(MAX_WRITE_ATTEMPTS):
             current = record if record is not None else self._owned(run)
             record = None
@@ -660,14 +672,17 @@ class RotationEngine:
                 raise SecretNotFound(f"secret '{run.secret_id}' not found")
             planned = change(current)
             expired = self.vault.expired_versions(planned.record) if planned.version is not None else ()
+            notice = self.notice(notify, planned.run) if notify else None
+            items = (self.runs.put_item(planned.run),) + ((self.outbox.put_item(notice),) if notice else ())
             try:
                 self.repo.commit(planned.draft, record=planned.record, expected_rev=current.rev,
-                                 new_version=planned.version, destroy_versions=expired,
-                                 extra_items=(self.runs.put_item(planned.run),))
+                                 new_version=planned.version, destroy_versions=expired, extra_items=items)
             except StaleRecord:
                 continue
             except TransactionCancelled:
                 raise LeaseLost(run.run_id) from None
+            if notice is not None:
+                self.deliver(notice)
             return planned.record, planned.run
         raise VersionConflict(f"'{run.secret_id}' is being written by others; the step will be retried")
 
@@ -764,8 +779,14 @@ class RotationEngine:
             raise SecretDeleted(f"'{secret_id}' is scheduled for deletion; restore it first")
         return record
 
-    def notify(self, detail_type: str, run: RotationRun) -> None:
-        self.notifier.publish(detail_type, event_detail(run))
+    def notice(self, detail_type: str, run: RotationRun) -> Notice:
+        """The notification of ``run`` (an outbox item to commit with the change it reports)."""
+        return new_notice(detail_type, event_detail(run), self.clock.now())
+
+    def deliver(self, notice: Notice) -> bool:
+        """Right after its commit: publish ``notice`` and remove it from the outbox once accepted."""
+        self._fault(f"publish:{notice.detail_type}")
+        return deliver(self.notifier, self.outbox, notice)
 
     def _fault(self, point: str) -> None:
         if self.fault is not None:
@@ -814,11 +835,13 @@ def event_detail(run: RotationRun) -> dict[str, Any]:
 def _build_engine() -> RotationEngine:
     from chalicelib.aws import client
     from chalicelib.notify import get_notifier
+    from chalicelib.rotation.outbox import DynamoOutbox
     from chalicelib.rotation.runs import DynamoRunStore
     from chalicelib.vault.service import get_vault_service
 
-    runs = DynamoRunStore(client("dynamodb"), get_settings().secrets_table)
-    return RotationEngine(get_vault_service(), runs, get_notifier())
+    table = get_settings().secrets_table
+    runs = DynamoRunStore(client("dynamodb"), table)
+    return RotationEngine(get_vault_service(), runs, get_notifier(), DynamoOutbox(client("dynamodb"), table))
 
 
 _engine = ProcessSingleton(_build_engine)

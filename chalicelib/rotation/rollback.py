@@ -9,7 +9,8 @@ rollback:
 * marks the run ``rolled_back`` and schedules the revocation of the new value: at once when
   nobody was served it, else after ``retireAfter`` (clients may hold it), never before the lease
   of a worker still inside a step has expired;
-* records ``rotation_rolled_back`` in the same transaction and publishes ``RotationRolledBack``.
+* records ``rotation_rolled_back`` and the ``RotationRolledBack`` notification (outbox) in the
+  same transaction, then publishes it.
 
 ``POST /secrets/{id}/rollback`` (``v-secure secret rollback --version N``) comes here when a
 rotation holds the secret; ``POST /secrets/{id}/rotation/rollback`` (``secret rollback`` without
@@ -59,12 +60,13 @@ def rollback_rotation(engine: RotationEngine, secret_id: str, *, actor: Actor, v
             raise InvalidRequest(f"during a rotation, roll back to its old version {old} (then to any other)",
                                  details={"oldVersion": old})
         updated, after_run = _undo(engine, record, run, target, actor, reason)
+        notice = engine.notice(ROTATION_ROLLED_BACK, after_run)
         try:
             engine.repo.commit(_draft(actor, record, run, target, reason), record=updated, expected_rev=record.rev,
-                               extra_items=(engine.runs.put_item(after_run),))
+                               extra_items=(engine.runs.put_item(after_run), engine.outbox.put_item(notice)))
         except (StaleRecord, TransactionCancelled):
             continue
-        engine.notify(ROTATION_ROLLED_BACK, after_run)
+        engine.deliver(notice)
         return record, updated, engine.retire_if_due(after_run)
     raise VersionConflict(f"'{secret_id}' is being written by others; try again")
 

@@ -7,7 +7,11 @@ Each tick:
    ``retireAfter``, retries failed steps after their backoff, and resumes runs whose worker
    died (their lease expired);
 2. at most once per ``V_SECURE_ROTATION_CHECK_INTERVAL`` (a conditional write on a ``SYSTEM``
-   item elects one scheduler), starts the rotations that are due (``sched_pk = "ROTATION"``).
+   item elects one scheduler), starts the rotations that are due (``sched_pk = "ROTATION"``);
+3. delivers the notifications left in the outbox (one Query on ``pk = "OUTBOX"`` for the items
+   older than ``notice_grace``, at most ``limit``): each is published, then deleted
+   (:mod:`~chalicelib.rotation.outbox`). ``notices`` counts the ones published (absent when 0,
+   like every count).
 
 Two schedulers (and a manual rotate) racing for a secret start one run: the start is a
 conditional write of the secret's META item, and every step after it is guarded by the run's
@@ -15,7 +19,7 @@ lease and ``seq``. ``V_SECURE_ROTATION_ENABLED=false`` turns the job off.
 
 Example::
 
-    counts = tick()   # {"runs_driven": 2, "started": 1, "busy": 0, "errors": 0, ...}
+    counts = tick()   # {"in_progress": 2, "started": 1, "checked": 1, "notices": 0, ...}
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Any
 
 from chalicelib.clock import isoformat
 from chalicelib.config import get_settings
-from chalicelib.errors import RotationInProgress, SecretDeleted, SecretNotFound, VSecureError
+from chalicelib.errors import DependencyUnavailable, RotationInProgress, SecretDeleted, SecretNotFound, VSecureError
 from chalicelib.logging import logger
+from chalicelib.rotation import outbox
 from chalicelib.rotation.config import ROTATION
 from chalicelib.rotation.engine import LeaseLost, NotDue, RotationEngine, RunBusy, get_rotation_engine
 from chalicelib.rotation.runs import RunStatus
@@ -36,7 +41,7 @@ SCHEDULER_SLOT = "ROTATION_SCHEDULER"
 
 
 def tick(*, engine: RotationEngine | None = None, now: datetime | None = None, limit: int = 100,
-         respect_interval: bool = True) -> dict[str, Any]:
+         respect_interval: bool = True, notice_grace: timedelta = outbox.GRACE) -> dict[str, Any]:
     """Run one scheduler pass; returns counts (never values)."""
     settings = get_settings()
     if not settings.rotation_enabled:
@@ -50,9 +55,21 @@ def tick(*, engine: RotationEngine | None = None, now: datetime | None = None, l
         counts["checked"] += 1
         for record in engine.repo.scheduled(ROTATION, isoformat(moment), limit):
             counts[_start(engine, record.secret_id)] += 1
+    notices = _deliver_notices(engine, moment, notice_grace, limit)
+    if notices:
+        counts["notices"] = notices
     result: dict[str, Any] = dict(counts)
     logger.info("rotation scheduler", extra={"counts": result})
     return result
+
+
+def _deliver_notices(engine: RotationEngine, now: datetime, grace: timedelta, limit: int) -> int:
+    """Publish what the outbox still holds from before ``now - grace``; how many were published."""
+    try:
+        return outbox.drain(engine.notifier, engine.outbox, now, grace=grace, limit=limit)
+    except DependencyUnavailable as error:
+        logger.warning("outbox not delivered", extra={"error": error.message})
+        return 0
 
 
 def _drive(engine: RotationEngine, secret_id: str, run_id: str) -> str:

@@ -49,7 +49,8 @@ def later_engine(hours: float) -> RotationEngine:
     """The process's engine, seen from a clock ``hours`` ahead (what the scheduler will do then)."""
     engine = get_rotation_engine()
     clock = FrozenClock(engine.clock.now() + timedelta(hours=hours))
-    return RotationEngine(engine.vault, engine.runs, engine.notifier, clock=clock, worker_id=f"later-{hours}")
+    return RotationEngine(engine.vault, engine.runs, engine.notifier, engine.outbox, clock=clock,
+                          worker_id=f"later-{hours}")
 
 
 def current(root: Api, secret_id: str) -> dict[str, Any]:

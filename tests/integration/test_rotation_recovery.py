@@ -6,10 +6,14 @@
   retrieve) and is a value the provider accepts.
 * Race: two schedulers (two engines, two worker ids) and a manual rotate over HTTP start at
   the same moment on threads; one run is created and one new version is stored.
+* Lost notification: a worker dies between a commit and the publishing of its notification;
+  the outbox item written with the change is published by the next scheduler run, once, with
+  its ``notificationId``, and removed.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +25,7 @@ from chalicelib.clock import Clock, FrozenClock, SystemClock, isoformat
 from chalicelib.rotation.engine import RotationEngine, get_rotation_engine
 from chalicelib.rotation.runs import RunStatus, RunStep
 from chalicelib.rotation.scheduler import tick
+from tests.integration.conftest import EventReader
 from tests.integration.helpers import Api, secret_url, unique
 from tests.unit.test_rotation_support import ProviderRotator, installed
 
@@ -51,8 +56,8 @@ def make_due(secret_id: str) -> None:
 
 def engine_at(clock: Clock, worker: str, fault: Any = None) -> RotationEngine:
     shared = get_rotation_engine()
-    return RotationEngine(shared.vault, shared.runs, shared.notifier, clock=clock, lease_seconds=LEASE_SECONDS,
-                          worker_id=worker, fault=fault)
+    return RotationEngine(shared.vault, shared.runs, shared.notifier, shared.outbox, clock=clock,
+                          lease_seconds=LEASE_SECONDS, worker_id=worker, fault=fault)
 
 
 class Crash(BaseException):
@@ -163,3 +168,46 @@ def test_two_schedulers_and_a_manual_rotate_rotate_once(root: Api, provider: Pro
     assert started == 1, results
     version, value = served(root, secret_id)
     assert version == 2 and value in provider.valid and first not in provider.valid
+
+
+def outbox_of(secret_id: str) -> dict[str, str]:
+    """The outbox items of ``secret_id``'s notifications: ``{detail type: notification id}``."""
+    from chalicelib.aws import client
+    from chalicelib.config import get_settings
+
+    items = client("dynamodb").query(TableName=get_settings().secrets_table, ConsistentRead=True,
+                                     KeyConditionExpression="pk = :pk",
+                                     ExpressionAttributeValues={":pk": {"S": "OUTBOX"}})["Items"]
+    return {item["detail_type"]["S"]: item["notification_id"]["S"] for item in items
+            if json.loads(item["detail"]["S"])["secretId"] == secret_id}
+
+
+@pytest.mark.parametrize("notification", ["RotationStarted", "SecretRotated"])
+def test_a_notification_lost_in_a_crash_is_delivered_once_by_the_scheduler(
+        root: Api, provider: ProviderRotator, read_events: EventReader, notification: str) -> None:
+    secret_id, first = unique("outbox/api"), unique("sk_test_first")
+    assert root.store(secret_id, provider.accept(first), type="api_key").status_code == 201
+    rotation = {"strategy": "immediate", "retireAfter": "0s"}
+    assert root.http.put(secret_url(secret_id, "config"), json={"rotation": rotation}).status_code == 200
+    clock = FrozenClock(datetime.now(UTC))
+    dying = engine_at(clock, f"dying-before-{notification}", crash_at(f"publish:{notification}"))
+
+    with pytest.raises(Crash):
+        dying.drive(dying.start(secret_id))
+    kept = outbox_of(secret_id)
+    assert list(kept) == [notification]  # committed with the change, never published
+    assert read_events(lambda e: e["detail"].get("secretId") == secret_id and e["detail-type"] == notification,
+                       timeout=1) == []
+
+    clock.advance(LEASE_SECONDS + 10)  # the lease has expired and the item is past the grace period
+    counts = tick(engine=engine_at(clock, "recovering"), respect_interval=False)
+    assert counts["notices"] >= 1, counts
+    assert outbox_of(secret_id) == {}
+    [run] = dying.runs.recent(secret_id, 5)
+    assert (run.status, run.step) == (RunStatus.COMPLETED, RunStep.DONE), run.history
+
+    events = read_events(lambda e: e["detail"].get("secretId") == secret_id, timeout=3, count=3)
+    assert sorted(e["detail-type"] for e in events) == ["RotationStarted", "SecretRotated"]  # each once
+    [lost] = [e for e in events if e["detail-type"] == notification]
+    assert lost["detail"]["notificationId"] == kept[notification] and lost["detail"]["rotationId"] == run.run_id
+    assert all(e["detail"]["notificationId"].startswith("ntf_") for e in events)

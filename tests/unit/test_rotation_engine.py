@@ -40,6 +40,7 @@ from chalicelib.vault.service import VaultService
 from chalicelib.vault.storage import DynamoSecretRepository
 from tests.fakes import FakeKeyProvider
 from tests.unit.test_rotation_support import (
+    FakeOutbox,
     FakeRunStore,
     ProviderRotator,
     RecordingNotifier,
@@ -74,6 +75,7 @@ class Env:
     service: RotationService
     notifier: RecordingNotifier
     provider: ProviderRotator
+    outbox: FakeOutbox
 
     def at(self, **delta: float) -> None:
         self.clock._now = START + timedelta(**delta)
@@ -102,14 +104,15 @@ class Env:
 def env() -> Iterator[Env]:
     clock = FrozenClock(START)
     runs = FakeRunStore()
-    repo = RotationRepository(runs)
+    outbox = FakeOutbox()
+    repo = RotationRepository(runs, outbox)
     vault = VaultService(cast(DynamoSecretRepository, repo), FakeKeyProvider(), settings=Settings(), clock=clock)
     notifier = RecordingNotifier()
-    engine = RotationEngine(vault, runs, notifier, clock=clock, lease_seconds=60, worker_id="w1")
+    engine = RotationEngine(vault, runs, notifier, outbox, clock=clock, lease_seconds=60, worker_id="w1")
     provider = ProviderRotator()
     with installed(provider):
         vault.store(ROOT, request(SECRET, provider.accept(FIRST), type="api_key"))
-        yield Env(clock, runs, repo, vault, engine, RotationService(engine), notifier, provider)
+        yield Env(clock, runs, repo, vault, engine, RotationService(engine), notifier, provider, outbox)
 
 
 def test_immediate_rotation_runs_every_step_and_retires_the_old_value(env: Env) -> None:
@@ -133,6 +136,76 @@ def test_immediate_rotation_runs_every_step_and_retires_the_old_value(env: Env) 
     assert env.notifier.types() == ["RotationStarted", "SecretRotated"]
     detail = env.notifier.events[1][1]
     assert detail["oldVersion"] == 1 and detail["newVersion"] == 2 and value not in str(env.notifier.events)
+
+
+def test_each_notification_has_an_id_and_leaves_the_outbox_once_published(env: Env) -> None:
+    env.configure(strategy="immediate", retireAfter="0s")
+    env.rotate()
+    assert env.notifier.types() == ["RotationStarted", "SecretRotated"]
+    ids = [detail["notificationId"] for _kind, detail in env.notifier.events]
+    assert all(str(i).startswith("ntf_") for i in ids) and len(set(ids)) == 2
+    assert env.outbox.notices == {} and env.outbox.deleted == 2  # one DeleteItem per published notification
+
+
+def test_a_refused_notification_stays_in_the_outbox_until_a_tick_delivers_it_once(env: Env) -> None:
+    env.configure(strategy="immediate", retireAfter="0s")
+    env.notifier.refuse = True
+    answer = env.rotate()
+    assert answer.status == "completed" and env.notifier.events == []  # the rotation does not depend on it
+    kept = {n.detail_type: n for n in env.outbox.notices.values()}  # one frozen instant: any order
+    assert sorted(kept) == ["RotationStarted", "SecretRotated"]
+    assert all(n.detail["rotationId"] == answer.rotation_id for n in kept.values())
+    env.notifier.refuse = False
+
+    assert "notices" not in env.tick() and env.notifier.events == []  # within the grace period: left alone
+    env.at(seconds=31)
+    assert env.tick()["notices"] == 2
+    assert sorted((kind, detail["notificationId"]) for kind, detail in env.notifier.events) == [
+        ("RotationStarted", kept["RotationStarted"].notification_id),
+        ("SecretRotated", kept["SecretRotated"].notification_id)]
+    assert dict(env.notifier.events)["SecretRotated"]["newVersion"] == 2 and env.outbox.notices == {}
+    env.at(minutes=5)
+    assert "notices" not in env.tick() and len(env.notifier.events) == 2  # delivered once
+
+
+def test_the_scheduler_delivers_a_bounded_number_of_notifications_per_tick(env: Env) -> None:
+    env.configure(strategy="immediate", retireAfter="0s")
+    env.notifier.refuse = True
+    env.rotate()
+    env.notifier.refuse = False
+    env.at(minutes=1)
+    assert tick(engine=env.engine, respect_interval=False, limit=1)["notices"] == 1
+    assert len(env.notifier.events) == 1 and len(env.outbox.notices) == 1
+    assert env.tick()["notices"] == 1 and sorted(env.notifier.types()) == ["RotationStarted", "SecretRotated"]
+
+
+def test_a_commit_that_lost_a_race_leaves_no_notification(env: Env) -> None:
+    env.configure(strategy="immediate", retireAfter="0s")
+    env.notifier.refuse = True
+    commit = env.repo.commit
+    raced: list[str] = []
+
+    def racing_commit(draft: Any, **fields: Any) -> Any:
+        carries_notice = any("FakeNotice" in item for item in fields.get("extra_items", ()))
+        if carries_notice and not raced:  # another writer changes the secret first: this commit is stale
+            raced.append(fields["extra_items"][0]["FakeRun"].run_id)
+            meta = env.repo.records[SECRET]
+            env.repo.records[SECRET] = meta.model_copy(update={"rev": meta.rev + 1})
+        return commit(draft, **fields)
+
+    env.repo.commit = racing_commit  # type: ignore[method-assign]
+    answer = env.rotate()
+    assert raced and raced[0] != answer.rotation_id  # the first start attempt was refused and retried
+    kept = sorted((n.detail_type, n.detail["rotationId"]) for n in env.outbox.notices.values())
+    assert kept == [("RotationStarted", answer.rotation_id), ("SecretRotated", answer.rotation_id)]
+
+
+def test_a_storage_outage_writes_neither_the_change_nor_its_notification(env: Env) -> None:
+    env.configure(strategy="immediate", retireAfter="0s")
+    env.repo.fail_commits = 1
+    with pytest.raises(DependencyUnavailable):
+        env.rotate()
+    assert env.outbox.notices == {} and env.notifier.events == []
 
 
 def test_rotations_keep_at_most_max_versions_like_stores_do(env: Env) -> None:
@@ -304,7 +377,8 @@ def test_one_run_at_a_time_and_stores_wait_for_it(env: Env) -> None:
         env.rotate()
     with pytest.raises(RotationInProgress):
         env.vault.store(ROOT, request(SECRET, "sk_test_manual_write"))
-    other = RotationEngine(env.vault, env.runs, env.notifier, clock=env.clock, lease_seconds=60, worker_id="w2")
+    other = RotationEngine(env.vault, env.runs, env.notifier, env.outbox, clock=env.clock, lease_seconds=60,
+                           worker_id="w2")
     run = env.run()
     leased = env.engine._claim(run)
     with pytest.raises(RunBusy):

@@ -133,16 +133,16 @@ class _Events:
 
 def test_eventbridge_notifier_puts_one_event_on_the_bus() -> None:
     events = _Events()
-    EventBridgeNotifier(events, "v-secure-bus").publish("SecretRotated", {"secretId": "a", "newVersion": 3})
+    assert EventBridgeNotifier(events, "v-secure-bus").publish("SecretRotated", {"secretId": "a", "newVersion": 3})
     [entry] = events.entries
     assert (entry["Source"], entry["DetailType"], entry["EventBusName"]) == ("v-secure", "SecretRotated",
                                                                              "v-secure-bus")
     assert json.loads(entry["Detail"]) == {"secretId": "a", "newVersion": 3}
 
 
-def test_eventbridge_failures_are_logged_not_raised() -> None:
-    EventBridgeNotifier(_Events(fail=True), "bus").publish("RotationFailed", {"secretId": "a"})
-    EventBridgeNotifier(_Events(failed_count=1), "bus").publish("RotationFailed", {"secretId": "a"})
+def test_eventbridge_failures_are_logged_not_raised_and_answer_false() -> None:
+    assert EventBridgeNotifier(_Events(fail=True), "bus").publish("RotationFailed", {"secretId": "a"}) is False
+    assert EventBridgeNotifier(_Events(failed_count=1), "bus").publish("RotationFailed", {"secretId": "a"}) is False
 
 
 SCHEMA = {"type": "object", "required": ["region"], "properties": {"region": {"type": "string"}}}

@@ -1,8 +1,10 @@
-"""Support for the rotation tests (no tests here): fakes of the run store, the notifier, a provider.
+"""Support for the rotation tests (no tests here): fakes of the run store, the outbox, the notifier, a provider.
 
 * :class:`FakeRunStore` keeps runs in memory with the DynamoDB store's ``seq`` conditions;
   its ``put_item`` is understood by :class:`RotationRepository` (a :class:`FakeRepository` whose
   transactions also carry run items, all-or-nothing).
+* :class:`FakeOutbox` keeps notifications in memory; its ``put_item`` joins the repository's
+  transactions the same way. :class:`RecordingNotifier` refuses events while ``refuse`` is set.
 * :class:`ProviderRotator` stands for a provider: the values it accepts are ``valid``; ``apply``
   adds one, ``revoke`` removes one, ``test`` checks one. Faults are switched on by attributes.
 * :func:`installed` registers a rotator for the test and puts the previous one back.
@@ -20,8 +22,10 @@ from typing import Any
 
 from chalicelib.audit.events import AuditDraft, AuditEvent
 from chalicelib.audit.stream import TransactionCancelled
+from chalicelib.clock import isoformat
 from chalicelib.errors import DependencyUnavailable
 from chalicelib.models import SecretType
+from chalicelib.rotation.outbox import Notice
 from chalicelib.rotation.rotators._common import refuse_current
 from chalicelib.rotation.rotators.base import (
     _ROTATORS,
@@ -80,12 +84,34 @@ class FakeRunStore:
             return True
 
 
-class RotationRepository(FakeRepository):
-    """The fake repository, with run items taking part in its transactions."""
+class FakeOutbox:
+    """Notifications in memory, by ``sk`` (as the ``OUTBOX`` partition); counts the deletes."""
 
-    def __init__(self, runs: FakeRunStore) -> None:
+    def __init__(self) -> None:
+        self.notices: dict[str, Notice] = {}
+        self.deleted = 0
+
+    def put_item(self, notice: Notice) -> dict[str, Any]:
+        return {"FakeNotice": notice}
+
+    def apply(self, notice: Notice) -> None:
+        self.notices[notice.sk] = notice
+
+    def delete(self, notice: Notice) -> None:
+        self.deleted += 1
+        self.notices.pop(notice.sk, None)
+
+    def due(self, before: datetime, limit: int = 100) -> list[Notice]:
+        return [self.notices[sk] for sk in sorted(self.notices) if sk < isoformat(before)][:limit]
+
+
+class RotationRepository(FakeRepository):
+    """The fake repository, with run and outbox items taking part in its transactions."""
+
+    def __init__(self, runs: FakeRunStore, outbox: FakeOutbox | None = None) -> None:
         super().__init__()
         self.run_store = runs
+        self.outbox = outbox or FakeOutbox()
         self.fail_commits = 0
         """Make the next N commits fail as DynamoDB outages."""
         self._lock = threading.RLock()
@@ -95,25 +121,29 @@ class RotationRepository(FakeRepository):
                extra_items: tuple[dict[str, Any], ...] = ()) -> AuditEvent:
         with self._lock:
             self._outage()
-            runs, others = _split(extra_items)
+            runs, notices, others = _split(extra_items)
             current = self.records.get(record.secret_id)
             if current is not None and expected_rev is not None and current.rev == expected_rev:
                 self._check_runs(runs)
             event = super().commit(draft, record=record, expected_rev=expected_rev, new_version=new_version,
                                    destroy_versions=destroy_versions, extra_items=others)
-            for run in runs:
-                self.run_store.apply(run)
+            self._apply(runs, notices)
             return event
 
     def record_event(self, draft: AuditDraft, extra_items: tuple[dict[str, Any], ...] = ()) -> AuditEvent:
         with self._lock:
             self._outage()
-            runs, others = _split(extra_items)
+            runs, notices, others = _split(extra_items)
             self._check_runs(runs)
             event = super().record_event(draft, others)
-            for run in runs:
-                self.run_store.apply(run)
+            self._apply(runs, notices)
             return event
+
+    def _apply(self, runs: list[RotationRun], notices: list[Notice]) -> None:
+        for run in runs:
+            self.run_store.apply(run)
+        for notice in notices:
+            self.outbox.apply(notice)
 
     def _check_runs(self, runs: list[RotationRun]) -> None:
         if not all(self.run_store.check(run) for run in runs):
@@ -125,17 +155,26 @@ class RotationRepository(FakeRepository):
             raise DependencyUnavailable("dynamodb", "TransactWriteItems failed: InternalServerError")
 
 
-def _split(items: tuple[dict[str, Any], ...]) -> tuple[list[RotationRun], tuple[dict[str, Any], ...]]:
+def _split(items: tuple[dict[str, Any], ...]) -> tuple[list[RotationRun], list[Notice], tuple[dict[str, Any], ...]]:
     runs = [item["FakeRun"] for item in items if "FakeRun" in item]
-    return runs, tuple(item for item in items if "FakeRun" not in item)
+    notices = [item["FakeNotice"] for item in items if "FakeNotice" in item]
+    return runs, notices, tuple(item for item in items if "FakeRun" not in item and "FakeNotice" not in item)
 
 
 class RecordingNotifier:
+    """Records the events it accepts; while ``refuse`` is set it accepts none (EventBridge refusing)."""
+
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self.refuse = False
+        self.refused: list[tuple[str, dict[str, Any]]] = []
 
-    def publish(self, detail_type: str, detail: Mapping[str, object]) -> None:
+    def publish(self, detail_type: str, detail: Mapping[str, object]) -> bool:
+        if self.refuse:
+            self.refused.append((detail_type, dict(detail)))
+            return False
         self.events.append((detail_type, dict(detail)))
+        return True
 
     def types(self) -> list[str]:
         return [kind for kind, _ in self.events]
