@@ -737,7 +737,8 @@ class RotationEngine:
                                     self.vault.keys)
         return RotationContext(secret_id=record.secret_id, secret_type=SecretType(record.type), config=run.config,
                                metadata=dict(record.metadata), current_value=current,
-                               resolve_secret=functools.partial(self._resolve, run), value_schema=record.value_schema)
+                               resolve_secret=functools.partial(self._resolve, run), value_schema=record.value_schema,
+                               rotation_id=run.run_id)
 
     def _resolve(self, run: RotationRun, secret_id: str) -> str:
         """Another secret the run's options name (``masterSecretId``...), read as the system, audited."""

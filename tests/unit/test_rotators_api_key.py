@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -70,6 +71,17 @@ def test_generate_asks_the_provider_with_the_admin_token() -> None:
     assert (request.method, str(request.url)) == ("POST", PROVIDER["url"])
     assert request.headers["authorization"] == f"Bearer {ADMIN}"
     assert json.loads(request.content) == {"secretId": "stripe"}
+
+
+def test_generate_in_a_rotation_run_sends_an_idempotency_key_naming_the_run() -> None:
+    rotator, provider = rotator_with()
+    assert rotator.generate(replace(context(), rotation_id="rot_20260101_abc")) == NEW
+    assert rotator.generate(replace(context(), rotation_id="rot_20260101_abc")) == NEW
+    keys = [request.headers["idempotency-key"] for request in provider.requests]
+    assert keys == ["stripe/rot_20260101_abc/create"] * 2, "a resumed run repeats the same key"
+    assert provider.requests[0].headers["authorization"] == f"Bearer {ADMIN}"
+    rotator.generate(context())
+    assert "idempotency-key" not in provider.requests[-1].headers, "no run, no idempotency key"
 
 
 def test_generate_reads_a_text_answer_and_a_named_field() -> None:

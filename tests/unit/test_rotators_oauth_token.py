@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -79,6 +80,18 @@ def test_refresh_grant_keeps_client_fields_and_the_refresh_token_unless_rotated(
     value = json.loads(rotator(rotated).generate(context()))
     assert value["refresh_token"] == "rt_new_123456789"
     assert value["scope"] == "invoices:read"  # omitted in the answer: the scope requested
+
+
+def test_the_token_request_of_a_rotation_run_sends_an_idempotency_key_naming_the_run() -> None:
+    server = AuthServer()
+    config = {"tokenEndpoint": ENDPOINT, "grantType": "client_credentials", "clientId": "billing",
+              "clientSecretId": "billing/client"}
+    rotator(server).generate(replace(context(config), rotation_id="rot_20260101_abc"))
+    request = server.requests[0]
+    assert request.headers["idempotency-key"] == "billing/oauth/rot_20260101_abc/create"
+    assert request.headers["authorization"].startswith("Basic ")
+    rotator(server).generate(context(config))
+    assert "idempotency-key" not in server.requests[-1].headers, "no run, no idempotency key"
 
 
 def test_a_bare_token_gets_a_bare_token() -> None:

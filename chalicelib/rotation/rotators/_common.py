@@ -116,3 +116,18 @@ def checked(secret_type: SecretType, value: str) -> ValidatedValue:
         return validate_value(secret_type, value)
     except InvalidSecretValue as error:
         raise RotationTestFailed(f"the new value is not a valid {secret_type.value}: {error.message}") from None
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_headers(ctx: RotationContext, step: str) -> dict[str, str]:
+    """``{"Idempotency-Key": "<secret id>/<rotation id>/<step>"}`` for a request that makes something at a
+    provider, or ``{}`` outside a rotation run (no ``rotation_id``).
+
+    A run resumed after a crash has the same id, so it sends the same key again: a provider that honours
+    the header answers with what it made the first time instead of making a second one.
+    """
+    if ctx.rotation_id is None:
+        return {}
+    return {IDEMPOTENCY_HEADER: f"{ctx.secret_id}/{ctx.rotation_id}/{step}"}

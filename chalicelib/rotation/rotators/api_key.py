@@ -3,7 +3,8 @@
 Options (the secret's ``rotation.provider`` block):
 
 * ``url`` (required): ``POST {"secretId": ...}`` answers the new key, as JSON ``{"key": ...}``
-  (``keyField`` names another field) or as plain text;
+  (``keyField`` names another field) or as plain text. Within a rotation run the request carries
+  ``Idempotency-Key: <secret id>/<rotation id>/create`` (see below);
 * ``revokeUrl``: ``POST {"secretId": ..., "key": <old key>}`` makes the old key useless
   (2xx, or 404 for a key the provider no longer knows). Without it, revoke does nothing:
   the provider is expected to expire keys itself;
@@ -15,6 +16,12 @@ Options (the secret's ``rotation.provider`` block):
 * ``timeoutSeconds`` (default 10).
 
 The new key is created by ``generate`` (the provider issues it), so ``apply`` has nothing left to do.
+If the worker dies after the provider issued a key but before the engine stored it, the resumed run
+(same rotation id) asks again with the same ``Idempotency-Key`` (the header Stripe and the IETF draft
+use): a provider that honours it answers with the key it already issued, so that key is the one stored,
+later tested and eventually revoked. A provider that ignores the header issues a second key, and the
+first one is left for the provider to expire. Direct calls outside the engine (no rotation id) send no
+such header.
 A check answering anything else than 2xx below 500 fails the test (:class:`RotationTestFailed`);
 a network error or a 5xx is :class:`~chalicelib.errors.DependencyUnavailable`, which the engine retries.
 
@@ -38,6 +45,7 @@ from chalicelib.models import SecretType
 from chalicelib.rotation.rotators._common import (
     checked,
     choice,
+    idempotency_headers,
     optional_text,
     positive_int,
     refuse_current,
@@ -80,7 +88,8 @@ class ApiKeyRotator:
         provider = section(ctx.config, PROVIDER)
         url = provider["url"]
         answer = self._hook(provider, "api_key provider").send(
-            "POST", url, headers=self._admin_headers(ctx, provider), json={"secretId": ctx.secret_id})
+            "POST", url, headers={**self._admin_headers(ctx, provider), **idempotency_headers(ctx, "create")},
+            json={"secretId": ctx.secret_id})
         if not answer.is_success:
             raise DependencyUnavailable("api_key provider",
                                         f"{host_of(url)} answered HTTP {answer.status_code} to the key request")

@@ -54,6 +54,9 @@ class RotationContext:
     """Reads another secret by id as the system principal (audited), e.g. a master credential."""
     value_schema: dict[str, Any] | None = None
     """The secret's JSON Schema for its values (``configuration`` secrets)."""
+    rotation_id: str | None = None
+    """The id of the rotation run being served (None outside the engine, e.g. a direct call). The same run
+    resumed after a crash has the same id, so a provider can recognise a repeated request of that run."""
 
 
 class Rotator(Protocol):

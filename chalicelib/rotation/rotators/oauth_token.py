@@ -15,6 +15,12 @@ Options (``ctx.config``):
   refresh token is left alone: revoking it could end the grant the new token belongs to;
 * ``timeoutSeconds`` (default 10).
 
+Within a rotation run the token request carries ``Idempotency-Key: <secret id>/<rotation id>/create``.
+If the worker dies after the token was issued but before the engine stored it, the resumed run (same
+rotation id) sends the same key again, and an authorization server that honours the header answers with
+the token it already issued instead of a second one. OAuth 2.0 itself does not define the header; a
+server that ignores it issues a new token. Direct calls outside the engine send no such header.
+
 A JSON value gets a JSON value back (``access_token``, ``token_type``, ``expires_at``, ``scope``,
 the refresh token, and the client fields it had); a bare bearer token gets a bare token back.
 A refusal by the authorization server (``invalid_grant``, ``invalid_client``...) and any network
@@ -47,6 +53,7 @@ from chalicelib.rotation.rotators._common import (
     RotationConfigInvalid,
     checked,
     choice,
+    idempotency_headers,
     optional_text,
     positive_int,
     refuse_current,
@@ -124,7 +131,7 @@ class OauthTokenRotator:
         requested = text_list(ctx.config, "scope") or text_list(ctx.config, "requiredScopes") or _scopes(current)
         if requested:
             form["scope"] = " ".join(requested)
-        headers = client.authenticate(form)
+        headers = {**client.authenticate(form), **idempotency_headers(ctx, "create")}
         answer = self._hook(ctx).send("POST", endpoint, headers=headers, data=form)
         token = _token_answer(answer, endpoint)
         if ctx.current_value is not None and not looks_like_json_object(ctx.current_value):
