@@ -89,33 +89,21 @@ def admit(caller: Caller, action: Action, decision: Decision, *, secret_id: str 
           mfa_exempt: bool = False,
           audit: AuditCommit | None = None) -> Decision:
     """Raise (audited) unless ``decision`` allows and the constraints pass; note the allow reason."""
-    refusal = _Refusal(caller, action, secret_id, details or {}, list(compliance_standards), audit)
+    def refuse(reason: str, refused: Action) -> None:
+        commit = audit or _writer_commit()
+        commit(caller.draft(refused, status=Status.DENIED, deny_reason=reason, secret_id=secret_id,
+                            details=details or {}, compliance_standards=list(compliance_standards)))
+
     if not decision.allowed:
-        refusal.record(decision.reason)
+        refuse(decision.reason, action)
         raise AccessDenied(decision.message, reason=decision.reason)
     try:
         check_address_and_mfa(caller, mfa_exempt=mfa_exempt)
     except AccessDenied as denied:
-        refusal.record(denied.reason, action=Action.MFA_FAILED if denied.reason == MFA_INVALID else action)
+        refuse(denied.reason, Action.MFA_FAILED if denied.reason == MFA_INVALID else action)
         raise
     note_authorized(action, decision.reason, secret_id=secret_id, details=details)
     return decision
-
-
-@dataclass(frozen=True)
-class _Refusal:
-    caller: Caller
-    action: Action
-    secret_id: str | None
-    details: dict[str, Any]
-    compliance_standards: list[str]
-    audit: AuditCommit | None
-
-    def record(self, reason: str, *, action: Action | None = None) -> None:
-        commit = self.audit or _writer_commit()
-        commit(self.caller.draft(action or self.action, status=Status.DENIED, deny_reason=reason,
-                                 secret_id=self.secret_id, details=self.details,
-                                 compliance_standards=self.compliance_standards))
 
 
 def _writer_commit() -> AuditCommit:
